@@ -1,0 +1,70 @@
+"""Batched sampling throughput: edgecl's MLX sampler vs mlx-lm's `batch_generate`, one run.
+
+    python benchmarks/sampling.py            # G=8 completions x 128 tokens x 4 prompts, 3 runs
+    python benchmarks/sampling.py --runs 1 --max-tokens 32
+
+Both get the same model, prompts and length; every completion runs to max_tokens (EOS is
+ignored by both) so the token counts are equal. Prints a JSON line with the median tokens/s
+of each and their ratio; `--write` puts the row into benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+from edgecl.backends.mlx_backend import MLXModel
+from edgecl.models.registry import resolve_model
+
+PROMPTS = [
+    "What is 17 + 25? Let's think step by step.",
+    "Write a Python function that reverses a string.",
+    "Which planet is known as the red planet? Possible answers: A. Mars B. Venus",
+    "Name three colours and explain why the sky is blue.",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    from mlx_lm.generate import batch_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    entry = resolve_model(args.model)
+    model = MLXModel.load(entry.mlx_dir, entry.name)
+    model.eos_ids = set()  # run every completion to max_tokens, like the baseline below
+    prompts = [model.chat_ids([{"role": "user", "content": p}]) for p in PROMPTS]
+    n_tokens = len(prompts) * args.group_size * args.max_tokens
+    ours, theirs = [], []
+    for run in range(args.runs):
+        start = time.perf_counter()
+        out = model.sample(prompts, args.group_size, args.max_tokens, temperature=1.0, seed=run)
+        ours.append(sum(len(c.token_ids) for c in out) / (time.perf_counter() - start))
+
+        batch = [p for p in prompts for _ in range(args.group_size)]
+        start = time.perf_counter()
+        model.tokenizer._eos_token_ids = set()
+        result = batch_generate(
+            model.model, model.tokenizer, batch, max_tokens=args.max_tokens,
+            sampler=make_sampler(temp=1.0), return_token_ids=True,
+        )
+        generated = sum(len(t) for t in result.token_ids) if hasattr(result, "token_ids") else n_tokens
+        theirs.append(generated / (time.perf_counter() - start))
+    row = {
+        "group_size": args.group_size, "prompts": len(prompts), "max_tokens": args.max_tokens,
+        "runs": args.runs, "edgecl_tok_s": round(statistics.median(ours), 1),
+        "mlx_lm_batch_generate_tok_s": round(statistics.median(theirs), 1),
+    }
+    row["ratio"] = round(row["edgecl_tok_s"] / row["mlx_lm_batch_generate_tok_s"], 3)
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,339 @@
+"""The MLX backend: batched sampling with log-probs, LoRA, the policy-gradient step, checkpoints.
+
+    from edgecl.backends.mlx_backend import MLXModel
+    m = MLXModel.load("~/.local/share/edgecl/models/smollm2-135m-instruct/mlx")
+    outs = m.sample([m.chat_ids([{"role": "user", "content": "Hi"}])], group_size=8)
+
+One code path for Apple Silicon, Linux CPU (`mlx[cpu]`, with OpenBLAS preloaded) and NVIDIA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edgecl.backends.blas import preload_openblas
+from edgecl.backends.base import Completion, LoraConfig
+from edgecl.errors import EdgeclError
+
+preload_openblas()  # must precede the first `import mlx.core` in the process
+
+import mlx.core as mx  # noqa: E402
+import mlx.nn as nn  # noqa: E402
+import mlx.optimizers as optim  # noqa: E402
+from mlx.utils import tree_flatten, tree_map, tree_unflatten  # noqa: E402
+from mlx_lm.models.cache import BatchKVCache  # noqa: E402
+from mlx_lm.tuner.utils import linear_to_lora_layers  # noqa: E402
+from mlx_lm.utils import load as mlx_lm_load  # noqa: E402
+
+ADAPTER_WEIGHTS = "adapters.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+OPTIMIZER_STATE = "optimizer.safetensors"
+
+
+class MLXModel:
+    """A causal LM on MLX plus (optionally) a LoRA adapter and its optimizer."""
+
+    def __init__(self, model: nn.Module, tokenizer, model_dir: Path, name: str):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_dir = model_dir
+        self.name = name
+        self.config = json.loads((model_dir / "config.json").read_text())
+        self.eos_ids = set(tokenizer.eos_token_ids)
+        self.lora: LoraConfig | None = None
+        self.optimizer: optim.Optimizer | None = None
+
+    @classmethod
+    def load(cls, model_dir: str | Path, name: str | None = None) -> MLXModel:
+        model_dir = Path(model_dir).expanduser()
+        if not (model_dir / "config.json").is_file():
+            raise EdgeclError(f"{model_dir} is not an MLX model directory (no config.json)")
+        model, tokenizer = mlx_lm_load(str(model_dir))
+        if mx.default_device() == mx.cpu:
+            # Only float32 goes through BLAS on CPU; half precision is many times slower there.
+            model.update(tree_map(_to_float32, model.parameters()))
+        model.eval()
+        return cls(model, tokenizer, model_dir, name or model_dir.name)
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the base weights: an adapter only fits the model it was trained on."""
+        digest = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
+        embed = dict(tree_flatten(self.model.parameters()))["model.embed_tokens.weight"]
+        digest.update(np.array(embed[:4].astype(mx.float32)).tobytes())
+        return digest.hexdigest()[:16]
+
+    # ---------------------------------------------------------------- text
+    def chat_ids(self, messages: list[dict]) -> list[int]:
+        """Token ids of a chat prompt in the model's template, ready for the assistant turn."""
+        return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode([i for i in ids if i not in self.eos_ids])
+
+    # ------------------------------------------------------------ sampling
+    def sample(
+        self,
+        prompts: Sequence[Sequence[int]],
+        group_size: int = 1,
+        max_tokens: int = 128,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+    ) -> list[Completion]:
+        """`group_size` completions of each prompt, decoded together in one batch.
+
+        Each distinct prompt is prefilled once and its KV cache copied to its group. Returns
+        completions prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...]. temperature 0 is greedy.
+        """
+        if not prompts:
+            return []
+        key = mx.random.key(seed if seed is not None else int(np.random.randint(2**31)))
+        logits, cache = self._prefill(prompts)
+        rows = np.repeat(np.arange(len(prompts)), group_size)
+        if group_size > 1:
+            index = mx.array(rows)
+            for c in cache:
+                c.keys, c.values = c.keys[index], c.values[index]
+                c.offset, c.left_padding = c.offset[index], c.left_padding[index]
+            logits = logits[index]
+        n = len(rows)
+        ids: list[list[int]] = [[] for _ in range(n)]
+        lps: list[list[float]] = [[] for _ in range(n)]
+        finish: list[tuple[str, str | None]] = [("length", None)] * n
+        window = max((len(s) for s in stop), default=0) + 2  # tokens that can hold a stop string
+        active = list(range(n))
+        for step in range(max_tokens):
+            key, step_key = mx.random.split(key)
+            logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+            token = _choose(logprobs, temperature, top_p, step_key)
+            token_lp = mx.take_along_axis(logprobs, token[:, None], axis=-1)[:, 0]
+            mx.eval(token, token_lp)
+            keep = []
+            for row, (b, t, lp) in enumerate(zip(active, token.tolist(), token_lp.tolist())):
+                ids[b].append(t)
+                lps[b].append(lp)
+                if t in self.eos_ids:
+                    finish[b] = ("eos", None)
+                elif stop and (hit := _stop_hit(self.tokenizer, ids[b][-window:], stop)):
+                    finish[b] = ("stop", hit)
+                else:
+                    keep.append(row)
+            if not keep or step == max_tokens - 1:
+                break
+            if len(keep) < len(active):
+                index = mx.array(keep)
+                for c in cache:
+                    c.filter(index)
+                token = token[index]
+                active = [active[r] for r in keep]
+            logits = self.model(token[:, None], cache=cache)[:, -1, :].astype(mx.float32)
+        return [
+            Completion(int(rows[b]), ids[b], lps[b], self.decode(ids[b]), *finish[b])
+            for b in range(n)
+        ]
+
+    def _prefill(self, prompts: Sequence[Sequence[int]]):
+        lengths = [len(p) for p in prompts]
+        if min(lengths) == 0:
+            raise EdgeclError("empty prompt: give at least one token")
+        width = max(lengths)
+        padding = [width - k for k in lengths]
+        tokens = mx.array([[0] * pad + list(p) for p, pad in zip(prompts, padding)])
+        cache = [BatchKVCache(padding) for _ in self.model.layers]
+        logits = self.model(tokens, cache=cache)[:, -1, :].astype(mx.float32)
+        return logits, cache
+
+    # --------------------------------------------------------- log-probs
+    def sequence_logprobs(
+        self, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]]
+    ) -> list[np.ndarray]:
+        """Teacher-forced log pi(completion token | prefix) for each pair, no sampling."""
+        inputs, targets, mask = _pack(prompts, completions)
+        token_lp = _token_logprobs(self.model, inputs, targets)
+        mx.eval(token_lp)
+        out = np.array(token_lp)
+        mask = np.array(mask).astype(bool)
+        return [out[i][mask[i]] for i in range(len(completions))]
+
+    # --------------------------------------------------------------- LoRA
+    def attach_lora(self, config: LoraConfig, learning_rate: float = 1e-4, seed: int = 0) -> None:
+        """Freeze the base weights and add trainable LoRA layers plus an Adam optimizer."""
+        if self.lora is not None:
+            raise EdgeclError("a LoRA adapter is already attached to this model")
+        mx.random.seed(seed)  # lora_a's random init
+        self.model.freeze()
+        n_layers = len(self.model.layers)
+        num_layers = n_layers if config.num_layers < 0 else min(config.num_layers, n_layers)
+        linear_to_lora_layers(
+            self.model,
+            num_layers,
+            {"rank": config.rank, "scale": config.scale, "dropout": 0.0, "keys": config.keys},
+        )
+        self.lora = config
+        self.optimizer = optim.Adam(learning_rate=learning_rate)
+
+    def trainable(self) -> dict[str, mx.array]:
+        return dict(tree_flatten(self.model.trainable_parameters()))
+
+    def policy_gradient_step(
+        self,
+        prompts: Sequence[Sequence[int]],
+        completions: Sequence[Sequence[int]],
+        weights: Sequence[float],
+        normalizer: float,
+        micro_batch: int = 8,
+    ) -> float:
+        """One optimizer step on loss = -sum_i w_i * log pi(y_i | x_i) / normalizer.
+
+        log pi(y_i | x_i) sums the log-probs of the completion's ids (never re-tokenised text).
+        Micro-batches accumulate gradients so memory stays bounded on small machines.
+        """
+        if self.optimizer is None:
+            raise EdgeclError("attach a LoRA adapter before training (attach_lora)")
+        loss, grads = self.policy_gradient(prompts, completions, weights, normalizer, micro_batch)
+        self.optimizer.update(self.model, grads)
+        mx.eval(self.model.trainable_parameters(), self.optimizer.state)
+        return loss
+
+    def policy_gradient(self, prompts, completions, weights, normalizer, micro_batch: int = 8):
+        """(loss, gradient tree) of the policy-gradient loss, without stepping."""
+        self.model.train()
+        loss_and_grad = nn.value_and_grad(self.model, _pg_loss)
+        total, grads = 0.0, None
+        for start in range(0, len(completions), micro_batch):
+            end = start + micro_batch
+            inputs, targets, mask = _pack(prompts[start:end], completions[start:end])
+            w = mx.array(np.asarray(weights[start:end], dtype=np.float32))
+            loss, g = loss_and_grad(self.model, inputs, targets, mask, w, float(normalizer))
+            grads = g if grads is None else tree_map(mx.add, grads, g)
+            mx.eval(loss, grads)
+            total += loss.item()
+        self.model.eval()
+        return total, grads
+
+    # -------------------------------------------------------- checkpoints
+    def save_adapter(self, directory: str | Path, extra: dict | None = None) -> Path:
+        """Write adapter weights, config and optimizer state; atomic (a crash keeps the old one)."""
+        if self.lora is None:
+            raise EdgeclError("no LoRA adapter attached: nothing to save")
+        directory = Path(directory)
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        mx.save_safetensors(str(tmp / ADAPTER_WEIGHTS), self.trainable())
+        if self.optimizer is not None:
+            mx.save_safetensors(str(tmp / OPTIMIZER_STATE), dict(tree_flatten(self.optimizer.state)))
+        config = {
+            "fine_tune_type": "lora",
+            "num_layers": self.lora.num_layers,
+            "lora_parameters": {
+                "rank": self.lora.rank,
+                "scale": self.lora.scale,
+                "alpha": self.lora.alpha,
+                "dropout": 0.0,
+                "keys": list(self.lora.keys),
+            },
+            "base_model": self.name,
+            "base_fingerprint": self.fingerprint,
+            "num_hidden_layers": self.config["num_hidden_layers"],
+            **(extra or {}),
+        }
+        (tmp / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
+        old = directory.with_name(directory.name + ".old")
+        if directory.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            directory.rename(old)
+        tmp.rename(directory)
+        shutil.rmtree(old, ignore_errors=True)
+        return directory
+
+    def load_adapter(self, directory: str | Path, learning_rate: float = 1e-4) -> dict:
+        """Attach the adapter saved in `directory` (and its optimizer state); returns its config."""
+        directory = Path(directory).expanduser()
+        config = read_adapter_config(directory)
+        if config.get("base_fingerprint") != self.fingerprint:
+            raise EdgeclError(
+                f"adapter {directory} was trained for model {config.get('base_model')!r}, "
+                f"not {self.name!r}: use it with that model or train a new one"
+            )
+        params = config["lora_parameters"]
+        lora = LoraConfig(
+            rank=params["rank"],
+            alpha=params.get("alpha", params["scale"] * params["rank"]),
+            num_layers=config["num_layers"],
+            keys=tuple(params["keys"]),
+        )
+        if self.lora is None:
+            self.attach_lora(lora, learning_rate)
+        weights = mx.load(str(directory / ADAPTER_WEIGHTS))
+        try:
+            self.model.load_weights(list(weights.items()), strict=False)
+        except ValueError as e:
+            raise EdgeclError(f"adapter {directory} does not fit this model: {e}") from e
+        if (directory / OPTIMIZER_STATE).is_file():
+            state = mx.load(str(directory / OPTIMIZER_STATE))
+            self.optimizer.state = tree_unflatten(list(state.items()))
+        mx.eval(self.model.parameters())
+        return config
+
+
+def read_adapter_config(directory: Path) -> dict:
+    path = directory / ADAPTER_CONFIG
+    if not path.is_file() or not (directory / ADAPTER_WEIGHTS).is_file():
+        raise EdgeclError(f"{directory} is not an edgecl adapter (needs {ADAPTER_CONFIG} and "
+                          f"{ADAPTER_WEIGHTS})")
+    return json.loads(path.read_text())
+
+
+def _to_float32(p: mx.array) -> mx.array:
+    return p.astype(mx.float32) if mx.issubdtype(p.dtype, mx.floating) else p
+
+
+def _choose(logprobs: mx.array, temperature: float, top_p: float, key: mx.array) -> mx.array:
+    if temperature <= 0:
+        return mx.argmax(logprobs, axis=-1)
+    if top_p < 1.0:
+        order = mx.argsort(-logprobs, axis=-1)
+        sorted_p = mx.exp(mx.take_along_axis(logprobs, order, axis=-1))
+        drop_sorted = (mx.cumsum(sorted_p, axis=-1) - sorted_p) > top_p
+        drop = mx.put_along_axis(mx.zeros_like(drop_sorted), order, drop_sorted, axis=-1)
+        logprobs = mx.where(drop, -mx.inf, logprobs)
+    return mx.random.categorical(logprobs * (1.0 / temperature), key=key)
+
+
+def _stop_hit(tokenizer, tail: list[int], stop: Sequence[str]) -> str | None:
+    text = tokenizer.decode(tail)
+    return next((s for s in stop if s in text), None)
+
+
+def _pack(prompts, completions):
+    """Right-padded (inputs, targets, mask) with mask=1 on the completion's target positions."""
+    seqs = [list(p) + list(c) for p, c in zip(prompts, completions)]
+    width = max(len(s) for s in seqs) - 1
+    inputs = np.zeros((len(seqs), width), dtype=np.int32)
+    targets = np.zeros_like(inputs)
+    mask = np.zeros((len(seqs), width), dtype=np.float32)
+    for i, (p, s) in enumerate(zip(prompts, seqs)):
+        inputs[i, : len(s) - 1] = s[:-1]
+        targets[i, : len(s) - 1] = s[1:]
+        mask[i, len(p) - 1 : len(s) - 1] = 1.0
+    return mx.array(inputs), mx.array(targets), mx.array(mask)
+
+
+def _token_logprobs(model, inputs, targets):
+    logits = model(inputs).astype(mx.float32)
+    logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    return mx.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
+
+
+def _pg_loss(model, inputs, targets, mask, weights, normalizer):
+    sequence_lp = (_token_logprobs(model, inputs, targets) * mask).sum(axis=1)
+    return -(weights * sequence_lp).sum() / normalizer

@@ -1,0 +1,42 @@
+"""The one data directory that holds everything edgecl writes.
+
+Default: the platform's user data dir (e.g. ~/.local/share/edgecl on Linux,
+~/Library/Application Support/edgecl on macOS). `EDGECL_HOME=/some/dir` overrides it;
+tests always set it to a temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from platformdirs import user_data_dir
+
+
+def data_dir() -> Path:
+    """Root of edgecl's data, created on first use."""
+    root = Path(os.environ.get("EDGECL_HOME") or user_data_dir("edgecl", appauthor=False))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def models_dir() -> Path:
+    path = data_dir() / "models"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def adapters_dir() -> Path:
+    path = data_dir() / "adapters"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def logs_dir() -> Path:
+    path = data_dir() / "logs"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def db_path() -> Path:
+    return data_dir() / "edgecl.db"
