@@ -1,0 +1,192 @@
+"""Everything a run records, in one SQLite file (WAL, so `report` can read while `learn` writes).
+
+A training step's row, its samples (the replay log) and its cloud calls are written in one
+transaction, so a crash leaves either the whole step or none of it; `truncate_after` drops
+steps newer than the checkpoint a resumed run restarts from.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from edgecl import paths
+from edgecl.errors import EdgeclError
+
+T, N, R = str, int, float  # TEXT, INTEGER, REAL columns
+SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
+    "runs": (
+        {"name": T, "created": T, "updated": T, "config": T, "status": T, "task": T,
+         "adapter_dir": T, "notes": T},
+        "name",
+    ),
+    "steps": (
+        {"run": T, "step": N, "phase": T, "task": T, "tau": R, "lambda_before": R,
+         "lambda_after": R, "j_c": R, "cloud_ratio": R, "mean_reward": R, "accuracy": R,
+         "loss": R, "n_help": N, "n_cloud_calls": N, "seconds": R, "seconds_sample": R,
+         "seconds_score": R, "seconds_cloud": R, "seconds_grad": R, "tokens": N,
+         "tokens_per_s": R, "collapsed": N, "created": T},
+        ("run", "step"),
+    ),
+    "samples": (
+        {"run": T, "step": N, "prompt_index": N, "sample_index": N, "item_id": T, "prompt": T,
+         "response": T, "composed": T, "help": N, "reward": R, "cost": R, "truncated": N,
+         "n_tokens": N},
+        ("run", "step", "prompt_index", "sample_index"),
+    ),
+    "cloud_calls": (
+        {"id": N, "run": T, "step": N, "item_id": T, "cloud": T, "simulated": N, "status": T,
+         "ok": N, "latency_s": R, "attempts": N, "prompt_tokens": N, "completion_tokens": N,
+         "charged": N, "error": T, "created": T},
+        "id",
+    ),
+    "evals": (
+        {"id": N, "run": T, "adapter": T, "task": T, "split": T, "n": N, "local_acc": R,
+         "joint_acc": R, "cloud_ratio": R, "format_violation_rate": R, "mean_tokens": R,
+         "created": T, "details": T},
+        "id",
+    ),
+}  # fmt: skip
+JSON_COLUMNS = {"config", "details"}
+INDEXES = [("samples", ["run", "item_id"]), ("cloud_calls", ["run", "step"]), ("evals", ["run"])]
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    """The run database at `path` (default: paths.db_path(), under EDGECL_HOME)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else paths.db_path()
+        self.db = sqlite_utils.Database(self.path)
+        self.db.execute("PRAGMA busy_timeout = 10000")
+        self.db.enable_wal()
+        for table, (columns, pk) in SCHEMA.items():
+            self.db[table].create(columns, pk=pk, not_null=_not_null(pk), if_not_exists=True)
+        for table, columns in INDEXES:
+            self.db[table].create_index(columns, if_not_exists=True)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # runs
+    def create_run(self, name: str, config: dict, task: str, **fields: Any) -> dict:
+        if self.get_run(name) is not None:
+            raise EdgeclError(f"run {name!r} exists: pass --resume or choose another --name")
+        row = {"name": name, "created": now(), "updated": now(), "config": config,
+               "task": task, "status": "running", **fields}  # fmt: skip
+        with self.db.conn:
+            _insert(self.db.conn, "runs", [row])
+        return self.get_run(name)  # type: ignore[return-value]
+
+    def get_run(self, name: str) -> dict | None:
+        rows = self._rows("SELECT * FROM runs WHERE name = ?", [name])
+        return rows[0] if rows else None
+
+    def list_runs(self) -> list[dict]:
+        return self._rows("SELECT * FROM runs ORDER BY created, name")
+
+    def update_run(self, name: str, **fields: Any) -> dict:
+        _check_columns("runs", fields)
+        if self.get_run(name) is None:
+            raise EdgeclError(f"no run named {name!r}: see `edgecl report --runs`")
+        fields = {k: _encode(k, v) for k, v in {**fields, "updated": now()}.items()}
+        sets = ", ".join(f"[{k}] = ?" for k in fields)
+        with self.db.conn:
+            self.db.conn.execute(f"UPDATE runs SET {sets} WHERE name = ?", [*fields.values(), name])
+        return self.get_run(name)  # type: ignore[return-value]
+
+    # training steps
+    def record_step(
+        self, run: str, step_row: dict, sample_rows: list[dict], cloud_rows: list[dict]
+    ) -> None:
+        """Write a step, its samples and its cloud calls in one transaction (all or nothing)."""
+        step = int(step_row["step"])
+        calls = []
+        for row in cloud_rows:
+            row = {"created": now(), **row, "run": run, "step": step}
+            row["charged"] = int(bool(row.get("ok")) and bool(row.get("charged", True)))
+            calls.append(row)
+        with self.db.conn:  # commits on success, rolls back on any exception
+            _insert(self.db.conn, "steps", [{"created": now(), **step_row, "run": run}])
+            _insert(self.db.conn, "samples", [{**r, "run": run, "step": step} for r in sample_rows])
+            _insert(self.db.conn, "cloud_calls", calls)
+
+    def steps(self, run: str) -> list[dict]:
+        return self._rows("SELECT * FROM steps WHERE run = ? ORDER BY step", [run])
+
+    def last_step(self, run: str) -> int | None:
+        return self.db.execute("SELECT MAX(step) FROM steps WHERE run = ?", [run]).fetchone()[0]
+
+    def samples(self, run: str, step: int | None = None) -> list[dict]:
+        where, args = ("run = ?", [run]) if step is None else ("run = ? AND step = ?", [run, step])
+        order = "step, prompt_index, sample_index"
+        return self._rows(f"SELECT * FROM samples WHERE {where} ORDER BY {order}", args)
+
+    def cloud_calls(self, run: str) -> list[dict]:
+        return self._rows("SELECT * FROM cloud_calls WHERE run = ? ORDER BY step, id", [run])
+
+    def truncate_after(self, run: str, step: int) -> int:
+        """Delete every row of `run` newer than `step`; returns how many steps went."""
+        with self.db.conn:
+            gone = self.db.conn.execute(
+                "DELETE FROM steps WHERE run = ? AND step > ?", [run, step]
+            ).rowcount
+            for table in ("samples", "cloud_calls"):
+                self.db.conn.execute(f"DELETE FROM {table} WHERE run = ? AND step > ?", [run, step])
+        return gone
+
+    # evaluations
+    def record_eval(self, row: dict) -> int:
+        with self.db.conn:
+            return _insert(self.db.conn, "evals", [{"created": now(), **row}])
+
+    def evals(self, run: str | None = None, task: str | None = None) -> list[dict]:
+        where = {"run": run, "task": task}
+        where = {k: v for k, v in where.items() if v is not None}
+        sql = "SELECT * FROM evals" + (" WHERE " if where else "")
+        sql += " AND ".join(f"{k} = ?" for k in where) + " ORDER BY id"
+        return self._rows(sql, list(where.values()))
+
+    def _rows(self, sql: str, args: list | None = None) -> list[dict]:
+        rows = list(self.db.query(sql, args or []))
+        for row in rows:
+            for key in JSON_COLUMNS & row.keys():
+                if row[key] is not None:
+                    row[key] = json.loads(row[key])
+        return rows
+
+
+def _not_null(pk: str | tuple[str, ...]) -> set[str]:
+    return {pk} if isinstance(pk, str) else set(pk)
+
+
+def _check_columns(table: str, row: dict) -> None:
+    unknown = set(row) - set(SCHEMA[table][0])
+    if unknown:
+        raise ValueError(f"{table} has no column(s) {sorted(unknown)}")
+
+
+def _encode(key: str, value: Any) -> Any:
+    if key in JSON_COLUMNS and value is not None:
+        return json.dumps(value, sort_keys=True)
+    return int(value) if isinstance(value, bool) else value
+
+
+def _insert(conn: sqlite3.Connection, table: str, rows: list[dict]) -> int:
+    """Plain INSERTs inside the caller's transaction (sqlite-utils 3's insert_all commits)."""
+    last = 0
+    for row in rows:
+        _check_columns(table, row)
+        cols = ", ".join(f"[{k}]" for k in row)
+        marks = ", ".join("?" for _ in row)
+        values = [_encode(k, v) for k, v in row.items()]
+        last = conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", values).lastrowid
+    return last or 0

@@ -1,0 +1,141 @@
+"""The MLX backend's mechanics on a tiny random model (seconds), plus two real-model checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgecl.backends.base import LoraConfig
+from edgecl.errors import EdgeclError
+
+PROMPTS = [
+    [{"role": "user", "content": "What is 2 + 3?"}],
+    [{"role": "user", "content": "Write a haiku about the sea, please, in English."}],
+    [{"role": "user", "content": "Hi"}],
+]
+
+
+def _prompt_ids(model):
+    return [model.chat_ids(m) for m in PROMPTS]
+
+
+def test_sampler_logprobs_equal_teacher_forced(tiny_model):
+    prompts = _prompt_ids(tiny_model)
+    outs = tiny_model.sample(prompts, group_size=3, max_tokens=16, temperature=1.0, seed=7)
+    assert [o.prompt_index for o in outs] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    forced = tiny_model.sequence_logprobs([prompts[o.prompt_index] for o in outs],
+                                          [o.token_ids for o in outs])
+    for out, lp in zip(outs, forced):
+        assert len(out.logprobs) == len(out.token_ids) == len(lp) > 0
+        np.testing.assert_allclose(out.logprobs, lp, atol=1e-3)
+
+
+def test_sampling_is_seeded(tiny_model):
+    prompts = _prompt_ids(tiny_model)
+    a = tiny_model.sample(prompts, group_size=2, max_tokens=8, seed=3)
+    b = tiny_model.sample(prompts, group_size=2, max_tokens=8, seed=3)
+    c = tiny_model.sample(prompts, group_size=2, max_tokens=8, seed=4)
+    assert [o.token_ids for o in a] == [o.token_ids for o in b]
+    assert [o.token_ids for o in a] != [o.token_ids for o in c]
+
+
+def test_batched_greedy_equals_one_at_a_time(tiny_model):
+    prompts = _prompt_ids(tiny_model)
+    batched = tiny_model.sample(prompts, group_size=2, max_tokens=12, temperature=0)
+    for out in batched:
+        alone = tiny_model.sample([prompts[out.prompt_index]], max_tokens=12, temperature=0)[0]
+        assert out.token_ids == alone.token_ids
+
+
+def test_tiny_top_p_is_greedy(tiny_model):
+    prompts = _prompt_ids(tiny_model)
+    greedy = tiny_model.sample(prompts, max_tokens=8, temperature=0)
+    nucleus = tiny_model.sample(prompts, max_tokens=8, temperature=1.0, top_p=1e-6, seed=1)
+    assert [o.token_ids for o in greedy] == [o.token_ids for o in nucleus]
+
+
+def test_stop_string_ends_the_completion(tiny_model):
+    prompts = _prompt_ids(tiny_model)
+    outs = tiny_model.sample(prompts, group_size=2, max_tokens=48, stop=["e"], seed=0)
+    stopped = [o for o in outs if o.finish_reason == "stop"]
+    assert stopped, "a random model writes an 'e' within 48 tokens"
+    for o in stopped:
+        assert o.stop == "e" and "e" in o.text
+        assert "e" not in tiny_model.decode(o.token_ids[:-1])  # it stopped at the first one
+    for o in outs:
+        if o.finish_reason == "length":
+            assert len(o.token_ids) == 48 and "e" not in o.text
+
+
+def test_adapter_and_optimizer_round_trip_bit_exactly(tiny_mlx_dir, tmp_path):
+    from edgecl.backends.mlx_backend import MLXModel
+
+    def fresh():
+        return MLXModel.load(tiny_mlx_dir, "tiny-llama")
+
+    model = fresh()
+    model.attach_lora(LoraConfig(rank=4, alpha=8, num_layers=2), learning_rate=1e-2, seed=0)
+    prompts = _prompt_ids(model)
+    outs = model.sample(prompts, group_size=2, max_tokens=6, seed=0)
+    batch = ([prompts[o.prompt_index] for o in outs], [o.token_ids for o in outs])
+    weights = np.linspace(-1, 1, len(outs))
+    for _ in range(2):
+        model.policy_gradient_step(*batch, weights, normalizer=6)
+    model.save_adapter(tmp_path / "adapter")
+
+    loaded = fresh()
+    loaded.load_adapter(tmp_path / "adapter", learning_rate=1e-2)
+    a, b = model.trainable(), loaded.trainable()
+    assert a.keys() == b.keys() and len(a) == 2 * 7 * 2
+    for k in a:
+        assert np.array(a[k]).tobytes() == np.array(b[k]).tobytes(), k
+    from mlx.utils import tree_flatten
+
+    sa, sb = dict(tree_flatten(model.optimizer.state)), dict(tree_flatten(loaded.optimizer.state))
+    assert sa.keys() == sb.keys() and "step" in sa
+    for k in sa:
+        assert np.array(sa[k]).tobytes() == np.array(sb[k]).tobytes(), k
+    # The same next step on both gives the same bytes: nothing of the state was lost.
+    model.policy_gradient_step(*batch, weights, normalizer=6)
+    loaded.policy_gradient_step(*batch, weights, normalizer=6)
+    for k, v in model.trainable().items():
+        assert np.array(v).tobytes() == np.array(loaded.trainable()[k]).tobytes(), k
+
+
+def test_policy_gradient_step_moves_logprob_towards_positive_weight(tiny_model):
+    tiny_model.attach_lora(LoraConfig(rank=4, alpha=8), learning_rate=1e-2, seed=0)
+    prompt = tiny_model.chat_ids(PROMPTS[0])
+    target = tiny_model.tokenizer.encode("Five.", add_special_tokens=False)
+    before = tiny_model.sequence_logprobs([prompt], [target])[0].sum()
+    for _ in range(5):
+        tiny_model.policy_gradient_step([prompt], [target], [1.0], normalizer=len(target))
+    after = tiny_model.sequence_logprobs([prompt], [target])[0].sum()
+    assert after > before + 1.0
+
+
+def test_adapter_for_another_model_is_refused(tiny_model, tiny_mlx_dir, tmp_path):
+    from edgecl.backends.mlx_backend import MLXModel
+    from tiny_model import TINY_CONFIG, make_tiny_mlx
+
+    other_dir = make_tiny_mlx(tmp_path / "other", dict(TINY_CONFIG, hidden_size=32, head_dim=8))
+    other = MLXModel.load(other_dir, "other-tiny")
+    other.attach_lora(LoraConfig(rank=2, alpha=4))
+    other.save_adapter(tmp_path / "other-adapter")
+    with pytest.raises(EdgeclError, match="trained for model 'other-tiny'"):
+        tiny_model.load_adapter(tmp_path / "other-adapter")
+    with pytest.raises(EdgeclError, match="not an edgecl adapter"):
+        tiny_model.load_adapter(tmp_path)
+
+
+@pytest.mark.slow
+def test_real_model_logprobs_and_batched_greedy(real_model):
+    prompts = _prompt_ids(real_model)[:2]
+    outs = real_model.sample(prompts, group_size=2, max_tokens=10, temperature=1.0, seed=0)
+    forced = real_model.sequence_logprobs([prompts[o.prompt_index] for o in outs],
+                                          [o.token_ids for o in outs])
+    for out, lp in zip(outs, forced):
+        np.testing.assert_allclose(out.logprobs, lp, atol=1e-3)
+    batched = real_model.sample(prompts, max_tokens=10, temperature=0)
+    for out in batched:
+        alone = real_model.sample([prompts[out.prompt_index]], max_tokens=10, temperature=0)[0]
+        assert out.token_ids == alone.token_ids

@@ -1,0 +1,135 @@
+"""The run database: WAL, all-or-nothing steps, round trips, truncation for resume."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from edgecl import paths
+from edgecl.cloud.base import CloudReply
+from edgecl.errors import EdgeclError
+from edgecl.store import Store
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGECL_HOME", str(tmp_path))
+    store = Store()
+    yield store
+    store.close()
+
+
+def step_row(step: int, lam: float = 0.5) -> dict:
+    return {"step": step, "phase": "dagrpo", "task": "math", "tau": 0.3,
+            "lambda_before": lam, "lambda_after": lam + 0.01, "j_c": 0.4, "cloud_ratio": 0.4,
+            "mean_reward": 0.25, "accuracy": 0.5, "loss": -0.1, "n_help": 3, "n_cloud_calls": 1,
+            "seconds": 10.0, "seconds_sample": 8.0, "seconds_score": 0.5, "seconds_cloud": 1.0,
+            "seconds_grad": 0.5, "tokens": 512, "tokens_per_s": 64.0,
+            "collapsed": False}  # fmt: skip
+
+
+def sample_rows(n: int = 4) -> list[dict]:
+    return [{"prompt_index": 0, "sample_index": k, "item_id": "q1", "prompt": "2+2?",
+             "response": "<think>...", "composed": "<think>...", "help": k % 2 == 1,
+             "reward": 1.0, "cost": float(k % 2), "truncated": False, "n_tokens": 20}
+            for k in range(n)]  # fmt: skip
+
+
+def cloud_rows(ok: bool = True) -> list[dict]:
+    reply = CloudReply("x", ok=ok, status="ok" if ok else "timeout", latency_s=0.2, attempts=1)
+    return [{"item_id": "q1", "cloud": "reference (simulated)", **reply.log_fields()}]
+
+
+def test_file_location_and_wal(store, tmp_path):
+    assert store.path == paths.db_path() == tmp_path / "edgecl.db"
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    columns = {c.name: c.type for c in store.db["steps"].columns}
+    assert columns["lambda_after"] in ("REAL", "FLOAT") and columns["step"] == "INTEGER"
+    assert store.db["steps"].pks == ["run", "step"]
+
+
+def test_runs_round_trip(store):
+    run = store.create_run("r1", {"G": 8, "budget": 0.3}, task="math:0.3,code:0.5")
+    assert run["config"] == {"G": 8, "budget": 0.3} and run["status"] == "running"
+    with pytest.raises(EdgeclError, match="--resume"):
+        store.create_run("r1", {}, task="math")
+    store.create_run("r2", {}, task="code", notes="second")
+    assert [r["name"] for r in store.list_runs()] == ["r1", "r2"]
+    run = store.update_run("r1", status="done", adapter_dir="/a/b", config={"G": 4})
+    assert (run["status"], run["adapter_dir"], run["config"]) == ("done", "/a/b", {"G": 4})
+    assert store.get_run("nope") is None
+    with pytest.raises(ValueError):
+        store.update_run("r1", colour="red")
+
+
+def test_step_round_trip(store):
+    store.create_run("r", {}, task="math")
+    store.record_step("r", step_row(1), sample_rows(), cloud_rows())
+    store.record_step("r", step_row(2), sample_rows(), cloud_rows(ok=False))
+    steps = store.steps("r")
+    assert [s["step"] for s in steps] == [1, 2] and steps[0]["lambda_after"] == 0.51
+    assert steps[0]["collapsed"] == 0 and steps[0]["created"]
+    assert store.last_step("r") == 2 and store.last_step("other") is None
+    samples = store.samples("r", step=2)
+    assert [s["sample_index"] for s in samples] == [0, 1, 2, 3] and samples[1]["help"] == 1
+    assert len(store.samples("r")) == 8
+    calls = store.cloud_calls("r")
+    assert [(c["step"], c["ok"], c["charged"], c["status"]) for c in calls] == [
+        (1, 1, 1, "ok"),
+        (2, 0, 0, "timeout"),  # a failed call is logged but never charged
+    ]
+
+
+def test_step_write_is_all_or_nothing(store):
+    store.create_run("r", {}, task="math")
+    store.record_step("r", step_row(1), sample_rows(), cloud_rows())
+    duplicate = sample_rows() + sample_rows(1)  # the last sample row breaks the primary key
+    with pytest.raises(sqlite3.IntegrityError):
+        store.record_step("r", step_row(2), duplicate, cloud_rows())
+    bad_call = cloud_rows() + [{"item_id": "q1", "status": object()}]  # fails on the last row
+    with pytest.raises(sqlite3.Error):
+        store.record_step("r", step_row(2), sample_rows(), bad_call)
+    with pytest.raises(ValueError):
+        store.record_step("r", step_row(2), sample_rows(), [{"no_such_column": 1}])
+    assert [s["step"] for s in store.steps("r")] == [1]
+    assert {s["step"] for s in store.samples("r")} == {1} and len(store.samples("r")) == 4
+    assert [c["step"] for c in store.cloud_calls("r")] == [1]
+    store.record_step("r", step_row(2), sample_rows(), cloud_rows())  # the retry then works
+    assert store.last_step("r") == 2
+
+
+def test_a_second_connection_sees_committed_steps_only(store):
+    store.create_run("r", {}, task="math")
+    store.record_step("r", step_row(1), sample_rows(), cloud_rows())
+    reader = Store(store.path)
+    assert [s["step"] for s in reader.steps("r")] == [1]
+    reader.close()
+
+
+def test_truncate_after(store):
+    store.create_run("r", {}, task="math")
+    store.create_run("other", {}, task="math")
+    for step in range(1, 6):
+        store.record_step("r", step_row(step), sample_rows(2), cloud_rows())
+    store.record_step("other", step_row(5), sample_rows(2), cloud_rows())
+    assert store.truncate_after("r", 3) == 2
+    assert [s["step"] for s in store.steps("r")] == [1, 2, 3]
+    assert {s["step"] for s in store.samples("r")} == {1, 2, 3}
+    assert [c["step"] for c in store.cloud_calls("r")] == [1, 2, 3]
+    assert store.last_step("other") == 5  # other runs are untouched
+    store.record_step("r", step_row(4, lam=0.9), sample_rows(2), cloud_rows())
+    assert store.steps("r")[-1]["lambda_before"] == 0.9
+
+
+def test_evals_round_trip(store):
+    first = store.record_eval({"run": "r", "adapter": "a1", "task": "math", "split": "test",
+                               "n": 100, "local_acc": 0.4, "joint_acc": 0.7, "cloud_ratio": 0.3,
+                               "format_violation_rate": 0.02, "mean_tokens": 80.5,
+                               "details": {"per_item": [1, 0]}})  # fmt: skip
+    second = store.record_eval({"run": "r", "task": "code", "n": 10, "local_acc": 0.1})
+    assert second > first
+    assert [e["task"] for e in store.evals(run="r")] == ["math", "code"]
+    (row,) = store.evals(task="math")
+    assert row["details"] == {"per_item": [1, 0]} and row["joint_acc"] == 0.7 and row["created"]
+    assert store.evals(run="none") == []
