@@ -85,6 +85,7 @@ def import_model(source: str, name: str | None = None) -> ModelEntry:
             raise EdgeclError(f"no such model path: {source} (give a .gguf file, a model "
                               "directory, or a hub id like org/name)")
         path = _from_hub(source)
+        name = name or _slug(source.split("/")[1])
     path = path.resolve()
     if path.is_dir() and not (path / "config.json").is_file():
         ggufs = sorted(path.glob("*.gguf"))
@@ -144,11 +145,15 @@ def _from_hub(repo_id: str) -> Path:
     """Download (or, with HF_HUB_OFFLINE=1, find in the local cache) a hub repository."""
     from huggingface_hub import snapshot_download
 
+    # Read the environment now, not at huggingface_hub's import, so a caller's setting counts.
+    home = os.environ.get("HF_HOME")
+    cache = os.environ.get("HF_HUB_CACHE") or (str(Path(home) / "hub") if home else None)
     try:
         return Path(snapshot_download(
             repo_id,
+            cache_dir=cache,
             allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.jinja"],
-            local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1",
+            local_files_only=os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"),
         ))
     except Exception as e:  # network down, unknown repo, not in the offline cache
         first_line = str(e).splitlines()[0] if str(e) else type(e).__name__

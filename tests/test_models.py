@@ -1,0 +1,94 @@
+"""Model import and the registry, on the tiny model; errors are one line and exit non-zero."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import run_cli
+
+from edgecl.errors import EdgeclError
+from edgecl.models.registry import get_model, import_model, list_models
+
+
+def test_import_gguf_converts_and_registers(tiny_gguf, tiny_mlx_dir):
+    from edgecl.backends.mlx_backend import MLXModel
+
+    entry = import_model(str(tiny_gguf), "tiny")
+    assert get_model("tiny") == entry and [e.name for e in list_models()] == ["tiny"]
+    converted = MLXModel.load(entry.mlx_dir)
+    original = MLXModel.load(tiny_mlx_dir)
+    ids = original.chat_ids([{"role": "user", "content": "Hello 123"}])
+    assert converted.chat_ids([{"role": "user", "content": "Hello 123"}]) == ids
+    # GGUF -> MLX undoes the q/k permutation that MLX -> GGUF applied: same model, same logprobs.
+    a = converted.sequence_logprobs([ids[:5]], [ids[5:]])[0]
+    b = original.sequence_logprobs([ids[:5]], [ids[5:]])[0]
+    assert abs(a - b).max() < 1e-4
+
+
+def test_import_local_mlx_directory(tiny_mlx_dir):
+    entry = import_model(str(tiny_mlx_dir), "tiny-dir")
+    assert entry.mlx_dir == str(tiny_mlx_dir) and entry.architecture == "llama"
+    assert entry.gguf is None
+
+
+def test_import_hub_id_from_offline_cache(tiny_mlx_dir, tmp_path, monkeypatch):
+    """A Hugging Face cache (as `huggingface-cli download` leaves it) imports with no network."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--tiny-llama"
+    shutil.copytree(tiny_mlx_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    entry = import_model("someone/tiny-llama")
+    assert entry.name == "tiny-llama" and entry.source == "someone/tiny-llama"
+    assert entry.mlx_dir.endswith(commit)
+    with pytest.raises(EdgeclError, match="cannot get someone/absent"):
+        import_model("someone/absent")
+
+
+def test_cli_models_import_and_list(tiny_gguf, edgecl_home):
+    result = run_cli("models", "import", str(tiny_gguf), "--name", "tiny", home=edgecl_home)
+    assert result.returncode == 0, result.stderr
+    listed = run_cli("models", "list", "--json", home=edgecl_home)
+    assert [e["name"] for e in json.loads(listed.stdout)] == ["tiny"]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "missing.gguf", "no such model path"),
+        (lambda p: (p / "x.gguf").write_text("not a model") and p / "x.gguf", "is not a GGUF"),
+        (lambda p: _hf_dir(p, "mamba_unknown"), "architecture 'mamba_unknown' is not supported"),
+        (lambda p: _gguf_with_arch(p, "gpt2"), "architecture 'gpt2' is not supported"),
+    ],
+    ids=["missing", "not-gguf", "unsupported-dir", "unsupported-gguf"],
+)
+def test_bad_model_input_is_one_line(make, message, tmp_path, edgecl_home):
+    result = run_cli("models", "import", str(make(tmp_path)), home=edgecl_home)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _hf_dir(path, model_type):
+    d = path / "weird"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"model_type": model_type}))
+    return d
+
+
+def _gguf_with_arch(path, arch):
+    import gguf
+    import numpy as np
+
+    out = path / f"{arch}.gguf"
+    writer = gguf.GGUFWriter(str(out), arch)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out
