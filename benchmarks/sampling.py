@@ -52,14 +52,23 @@ def main() -> None:
         start = time.perf_counter()
         model.tokenizer._eos_token_ids = set()
         result = batch_generate(
-            model.model, model.tokenizer, batch, max_tokens=args.max_tokens,
-            sampler=make_sampler(temp=1.0), return_token_ids=True,
+            model.model,
+            model.tokenizer,
+            batch,
+            max_tokens=args.max_tokens,
+            sampler=make_sampler(temp=1.0),
+            return_token_ids=True,
         )
-        generated = sum(len(t) for t in result.token_ids) if hasattr(result, "token_ids") else n_tokens
+        generated = (
+            sum(len(t) for t in result.token_ids) if hasattr(result, "token_ids") else n_tokens
+        )
         theirs.append(generated / (time.perf_counter() - start))
     row = {
-        "group_size": args.group_size, "prompts": len(prompts), "max_tokens": args.max_tokens,
-        "runs": args.runs, "edgecl_tok_s": round(statistics.median(ours), 1),
+        "group_size": args.group_size,
+        "prompts": len(prompts),
+        "max_tokens": args.max_tokens,
+        "runs": args.runs,
+        "edgecl_tok_s": round(statistics.median(ours), 1),
         "mlx_lm_batch_generate_tok_s": round(statistics.median(theirs), 1),
     }
     row["ratio"] = round(row["edgecl_tok_s"] / row["mlx_lm_batch_generate_tok_s"], 3)

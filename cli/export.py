@@ -1,6 +1,6 @@
 """`edgecl export`: write an adapter in another format.
 
-    edgecl export --adapter ~/.local/share/edgecl/adapters/math --format gguf
+edgecl export --adapter ~/.local/share/edgecl/adapters/math --format gguf
 """
 
 from __future__ import annotations

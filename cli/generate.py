@@ -1,7 +1,7 @@
 """`edgecl generate`: one-shot generation, like `mlx_lm.generate`.
 
-    edgecl generate --prompt "Name three colours." --max-tokens 32
-    edgecl generate --prompt "2+2?" --backend llamacpp --adapter ~/.local/share/edgecl/adapters/x
+edgecl generate --prompt "Name three colours." --max-tokens 32
+edgecl generate --prompt "2+2?" --backend llamacpp --adapter ~/.local/share/edgecl/adapters/x
 """
 
 from __future__ import annotations
@@ -44,21 +44,31 @@ def generate(
         raise EdgeclError(f"no such adapter directory: {adapter}")
     start = time.perf_counter()
     if backend is Backend.mlx:
-        text, n_tokens, finish = _generate_mlx(entry, adapter, messages, max_tokens, temperature,
-                                               top_p, seed)
+        text, n_tokens, finish = _generate_mlx(
+            entry, adapter, messages, max_tokens, temperature, top_p, seed
+        )
         if not as_json:
             typer.echo(text)
     else:
-        text, n_tokens, finish = _generate_llamacpp(entry, adapter, messages, max_tokens,
-                                                    temperature, top_p, seed, stream=not as_json)
+        text, n_tokens, finish = _generate_llamacpp(
+            entry, adapter, messages, max_tokens, temperature, top_p, seed, stream=not as_json
+        )
     seconds = time.perf_counter() - start
     if as_json:
-        typer.echo(json.dumps({
-            "text": text, "backend": backend.value, "model": entry.name,
-            "adapter": str(adapter) if adapter else None, "tokens": n_tokens,
-            "finish_reason": finish, "seconds": round(seconds, 3),
-            "tokens_per_s": round(n_tokens / seconds, 2) if seconds > 0 else None,
-        }))
+        typer.echo(
+            json.dumps(
+                {
+                    "text": text,
+                    "backend": backend.value,
+                    "model": entry.name,
+                    "adapter": str(adapter) if adapter else None,
+                    "tokens": n_tokens,
+                    "finish_reason": finish,
+                    "seconds": round(seconds, 3),
+                    "tokens_per_s": round(n_tokens / seconds, 2) if seconds > 0 else None,
+                }
+            )
+        )
 
 
 def _generate_mlx(entry, adapter, messages, max_tokens, temperature, top_p, seed):
@@ -83,8 +93,9 @@ def _generate_llamacpp(entry, adapter, messages, max_tokens, temperature, top_p,
         text = llm.chat(messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p)
         return text, len(llm.tokenize(text)), None
     pieces = []
-    for piece in llm.chat(messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-                          stream=True):
+    for piece in llm.chat(
+        messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p, stream=True
+    ):
         pieces.append(piece)
         typer.echo(piece, nl=False)
     typer.echo("")

@@ -1,6 +1,6 @@
 """The `edgecl` command: a thin layer over the library, one module per command.
 
-    edgecl --help
+edgecl --help
 """
 
 from __future__ import annotations

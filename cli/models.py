@@ -1,7 +1,7 @@
 """`edgecl models`: list and import local models.
 
-    edgecl models list
-    edgecl models import ./model.gguf --name my-model
+edgecl models list
+edgecl models import ./model.gguf --name my-model
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ adapter.lora.alpha (float32); llama.cpp scales the update by alpha / rank, so al
 for mlx-lm's `y = x W^T + scale * (x @ lora_a) @ lora_b`. Tensors `blk.N.attn_q.weight.lora_a`
 have numpy shape (rank, in) and `.lora_b` (out, rank), i.e. mlx-lm's matrices transposed. The
 q/k rows of lora_b get the same RoPE row permutation as the base q/k weights (`permute_rows`).
-llama.cpp silently drops an adapter it rejects (see edgecl.backends.llamacpp), so everything it
-would reject is checked here first, with a message that says what to do.
+llama-cpp-python does not report an adapter that llama.cpp rejects (see edgecl.backends.llamacpp),
+so what llama.cpp would reject is checked here first, with a message that says what to do.
 """
 
 from __future__ import annotations
@@ -84,11 +84,12 @@ def export_gguf_lora(
     return out
 
 
-def load_adapter(adapter_dir: Path) -> tuple[dict, dict[tuple[int, str], tuple]]:
+def load_adapter(adapter_dir: str | Path) -> tuple[dict, dict[tuple[int, str], tuple]]:
     """(adapter_config, {(layer, module): (lora_a (in, r), lora_b (r, out))}) after checks.
 
     Raises EdgeclError for missing files, unknown tensor names, unpaired or inconsistent shapes.
     """
+    adapter_dir = Path(adapter_dir)
     weights_file, config_file = adapter_dir / ADAPTER_FILE, adapter_dir / CONFIG_FILE
     for path in (weights_file, config_file):
         if not path.is_file():
@@ -143,7 +144,7 @@ def load_adapter(adapter_dir: Path) -> tuple[dict, dict[tuple[int, str], tuple]]
                 f"{where}: lora_a {a.shape} / lora_b {b.shape} do not have rank {rank} "
                 f"of {CONFIG_FILE} (expected (in, {rank}) and ({rank}, out))"
             )
-        for dim, size in zip(_DIMS[module], (a.shape[0], b.shape[1])):
+        for dim, size in zip(_DIMS[module], (a.shape[0], b.shape[1]), strict=True):
             if sizes.setdefault(dim, size) != size:
                 raise EdgeclError(
                     f"{where} implies {dim}={size} but other tensors say {sizes[dim]}: "
@@ -173,8 +174,69 @@ def gguf_model_info(path: str | Path) -> dict:
     }
 
 
+def check_gguf_lora(adapter_gguf: str | Path, base_gguf: str | Path) -> float:
+    """Check a GGUF LoRA file against a GGUF model the way llama.cpp will; return max |lora_b|.
+
+    llama.cpp rejects a mismatched adapter with a log line only, so the reasons are spelled out
+    here. The returned magnitude tells the caller whether the adapter can change the logits.
+    """
+    import gguf
+
+    adapter_gguf = Path(adapter_gguf)
+    meta, shapes = read_gguf_header(adapter_gguf)
+    if meta.get("general.type") != "adapter" or meta.get("adapter.type") != "lora":
+        raise EdgeclError(
+            f"{adapter_gguf} is not a GGUF LoRA adapter (general.type="
+            f"{meta.get('general.type')!r}); export one with export_gguf_lora"
+        )
+    base = gguf_model_info(base_gguf)
+    arch = meta.get("general.architecture")
+    if arch != "llama":
+        raise EdgeclError(
+            f"adapter {adapter_gguf} is for a {arch!r} model, not llama ({base['name']})"
+        )
+    halves: dict[str, dict[str, tuple[int, ...]]] = {}
+    for name, shape in shapes.items():
+        stem, _, half = name.rpartition(".")
+        if half not in ("lora_a", "lora_b"):
+            raise EdgeclError(f"{adapter_gguf}: unexpected tensor {name!r}; re-export the adapter")
+        halves.setdefault(stem, {})[half] = shape
+    for stem, half in sorted(halves.items()):
+        want = base["shapes"].get(stem)
+        a, b = half.get("lora_a"), half.get("lora_b")
+        if a is None or b is None:
+            problem = f"{stem} lacks lora_a or lora_b"
+        elif want is None:
+            problem = f"the model has no tensor {stem}"
+        elif (b[0], a[1]) != want or a[0] != b[1]:
+            problem = f"{stem} is {want[0]}x{want[1]} in the model, {b[0]}x{a[1]} here"
+        else:
+            continue
+        raise EdgeclError(
+            f"adapter {adapter_gguf} was made for another model, not {base['name']} ({problem}); "
+            "use the model it was trained on or re-export it"
+        )
+    reader = gguf.GGUFReader(str(adapter_gguf))
+    return max(
+        (float(np.abs(t.data).max()) for t in reader.tensors if t.name.endswith(".lora_b")),
+        default=0.0,
+    )
+
+
 # GGUF value types -> struct formats (8: string, 9: array are handled apart).
-_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_SCALARS = {
+    0: "B",
+    1: "b",
+    2: "H",
+    3: "h",
+    4: "I",
+    5: "i",
+    6: "f",
+    7: "?",
+    10: "Q",
+    11: "q",
+    12: "d",
+}
 
 
 def read_gguf_header(path: str | Path) -> tuple[dict, dict[str, tuple[int, ...]]]:
@@ -236,7 +298,9 @@ def read_gguf_header(path: str | Path) -> tuple[dict, dict[str, tuple[int, ...]]
             pos += 12  # ggml type (u32) and data offset (u64)
             shapes[name] = tuple(reversed(dims))  # ggml's ne order is (cols, rows)
     except (struct.error, ValueError) as e:
-        raise EdgeclError(f"{path} is not a valid GGUF file ({e}); re-download or re-export it") from e
+        raise EdgeclError(
+            f"{path} is not a valid GGUF file ({e}); re-download or re-export it"
+        ) from e
     finally:
         buf.close()
     return meta, shapes
@@ -244,7 +308,7 @@ def read_gguf_header(path: str | Path) -> tuple[dict, dict[str, tuple[int, ...]]
 
 def _check_fits(adapter_dir: Path, config: dict, pairs: dict, base: dict) -> None:
     """EdgeclError unless every LoRA pair matches a tensor of the base model in shape."""
-    trained_for = config.get("base_model") or "another model"
+    trained_for = f"model {config['base_model']}" if config.get("base_model") else "another model"
     for (layer, module), (a, b) in sorted(pairs.items()):
         target = gguf_name(f"model.layers.{layer}.{module}.weight")
         want = base["shapes"].get(target)
@@ -256,7 +320,7 @@ def _check_fits(adapter_dir: Path, config: dict, pairs: dict, base: dict) -> Non
                 else f"{target} is {want[0]}x{want[1]} in the model, {got[0]}x{got[1]} here"
             )
             raise EdgeclError(
-                f"adapter {adapter_dir} was trained for model {trained_for}, not {base['name']} "
+                f"adapter {adapter_dir} was trained for {trained_for}, not {base['name']} "
                 f"({detail}); use the matching base model or retrain the adapter"
             )
 
@@ -285,7 +349,14 @@ def _head_counts(adapter_dir: Path, config: dict, pairs: dict, base: dict | None
 
 
 def _base_from_config(config: dict) -> dict | None:
-    """Head counts from adapter_config's base_model/model when it names a local GGUF or dir."""
+    """Head counts recorded in adapter_config, or read from its base_model/model local path."""
+    if "num_attention_heads" in config:
+        heads = int(config["num_attention_heads"])
+        return {
+            "name": config.get("base_model") or "the base model",
+            "n_head": heads,
+            "n_head_kv": int(config.get("num_key_value_heads") or heads),
+        }
     for key in ("base_model", "model"):
         value = config.get(key)
         if not isinstance(value, str) or not value:
@@ -302,3 +373,14 @@ def _base_from_config(config: dict) -> dict | None:
                 "n_head_kv": int(cfg.get("num_key_value_heads") or heads),
             }
     return None
+
+
+def adapter_gguf_for(adapter_dir: str | Path, base_gguf: str | Path) -> Path:
+    """The adapter's GGUF LoRA for llama.cpp, (re)exported when missing or older than the
+    adapter weights (training rewrites them every step)."""
+    adapter_dir = Path(adapter_dir)
+    out = adapter_dir / "adapter.gguf"
+    weights = adapter_dir / ADAPTER_FILE
+    if not out.is_file() or (weights.is_file() and weights.stat().st_mtime > out.stat().st_mtime):
+        export_gguf_lora(adapter_dir, out, base_gguf=base_gguf)
+    return out

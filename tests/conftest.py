@@ -78,5 +78,8 @@ def run_cli(*args: str, home=None, env: dict | None = None, timeout: int = 600):
         full_env["EDGECL_HOME"] = str(home)
     return subprocess.run(
         [sys.executable, "-c", "from edgecl.cli.main import run; run()", *args],
-        capture_output=True, text=True, env=full_env, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
     )

@@ -23,8 +23,9 @@ def test_sampler_logprobs_equal_teacher_forced(tiny_model):
     prompts = _prompt_ids(tiny_model)
     outs = tiny_model.sample(prompts, group_size=3, max_tokens=16, temperature=1.0, seed=7)
     assert [o.prompt_index for o in outs] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
-    forced = tiny_model.sequence_logprobs([prompts[o.prompt_index] for o in outs],
-                                          [o.token_ids for o in outs])
+    forced = tiny_model.sequence_logprobs(
+        [prompts[o.prompt_index] for o in outs], [o.token_ids for o in outs]
+    )
     for out, lp in zip(outs, forced):
         assert len(out.logprobs) == len(out.token_ids) == len(lp) > 0
         np.testing.assert_allclose(out.logprobs, lp, atol=1e-3)
@@ -131,8 +132,9 @@ def test_adapter_for_another_model_is_refused(tiny_model, tiny_mlx_dir, tmp_path
 def test_real_model_logprobs_and_batched_greedy(real_model):
     prompts = _prompt_ids(real_model)[:2]
     outs = real_model.sample(prompts, group_size=2, max_tokens=10, temperature=1.0, seed=0)
-    forced = real_model.sequence_logprobs([prompts[o.prompt_index] for o in outs],
-                                          [o.token_ids for o in outs])
+    forced = real_model.sequence_logprobs(
+        [prompts[o.prompt_index] for o in outs], [o.token_ids for o in outs]
+    )
     for out, lp in zip(outs, forced):
         np.testing.assert_allclose(out.logprobs, lp, atol=1e-3)
     batched = real_model.sample(prompts, max_tokens=10, temperature=0)

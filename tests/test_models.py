@@ -6,8 +6,8 @@ import json
 import shutil
 
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from edgecl.errors import EdgeclError
 from edgecl.models.registry import get_model, import_model, list_models
 

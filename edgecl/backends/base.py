@@ -5,8 +5,9 @@ The algorithm core never sees a backend; the trainer hands it texts and numbers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 
 @dataclass

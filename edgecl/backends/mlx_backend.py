@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from edgecl.backends.blas import preload_openblas
 from edgecl.backends.base import Completion, LoraConfig
+from edgecl.backends.blas import preload_openblas
 from edgecl.errors import EdgeclError
 
 preload_openblas()  # must precede the first `import mlx.core` in the process
@@ -234,7 +234,9 @@ class MLXModel:
         tmp.mkdir(parents=True)
         mx.save_safetensors(str(tmp / ADAPTER_WEIGHTS), self.trainable())
         if self.optimizer is not None:
-            mx.save_safetensors(str(tmp / OPTIMIZER_STATE), dict(tree_flatten(self.optimizer.state)))
+            mx.save_safetensors(
+                str(tmp / OPTIMIZER_STATE), dict(tree_flatten(self.optimizer.state))
+            )
         config = {
             "fine_tune_type": "lora",
             "num_layers": self.lora.num_layers,
@@ -248,6 +250,11 @@ class MLXModel:
             "base_model": self.name,
             "base_fingerprint": self.fingerprint,
             "num_hidden_layers": self.config["num_hidden_layers"],
+            # q/k heads, so the GGUF export can permute rows without the base model at hand
+            "num_attention_heads": self.config["num_attention_heads"],
+            "num_key_value_heads": self.config.get(
+                "num_key_value_heads", self.config["num_attention_heads"]
+            ),
             **(extra or {}),
         }
         (tmp / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
@@ -292,8 +299,9 @@ class MLXModel:
 def read_adapter_config(directory: Path) -> dict:
     path = directory / ADAPTER_CONFIG
     if not path.is_file() or not (directory / ADAPTER_WEIGHTS).is_file():
-        raise EdgeclError(f"{directory} is not an edgecl adapter (needs {ADAPTER_CONFIG} and "
-                          f"{ADAPTER_WEIGHTS})")
+        raise EdgeclError(
+            f"{directory} is not an edgecl adapter (needs {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS})"
+        )
     return json.loads(path.read_text())
 
 

@@ -1,0 +1,96 @@
+"""One batch of collaborative responses (Algorithm 1, lines 8-17), shared by training and eval.
+
+For each prompt: G local samples; if any asks for help, ONE cloud call whose answer is shared by
+all help-seeking samples; compose; score r and c on the composed responses.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from edgecl.backends.base import Completion
+from edgecl.core.protocol import STOP_STRINGS, build_messages, requests_help
+from edgecl.core.rewards import SampleScore, score_sample
+from edgecl.tasks.base import MAX_STEPS, Item
+
+
+@dataclass
+class Rollout:
+    items: list[Item]
+    prompt_ids: list[list[int]]
+    completions: list[Completion]  # prompt-major, G per prompt
+    scores: list[SampleScore]
+    correct: list[bool]  # composed response right and well formatted (r == 1 in eq. 13)
+    cloud_calls: list[dict] = field(default_factory=list)  # one row per real cloud call
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rewards(self) -> list[float]:
+        return [s.reward for s in self.scores]
+
+    @property
+    def costs(self) -> list[float]:
+        return [s.cost for s in self.scores]
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(len(c.token_ids) for c in self.completions)
+
+
+def answer_of(parsed, kind: str) -> str | None:
+    """What the task's verifier checks: the code block for code, else the boxed content."""
+    return parsed.code if kind == "code" else parsed.boxed
+
+
+def collect(
+    model,
+    task,
+    items: list[Item],
+    cloud,
+    group_size: int,
+    max_tokens: int,
+    temperature: float,
+    top_p: float = 1.0,
+    seed: int = 0,
+    reward_variant: str = "literal",
+) -> Rollout:
+    """Sample, ask the cloud once per help-seeking group, compose and score."""
+    seconds = {"sample": 0.0, "cloud": 0.0, "score": 0.0}
+    messages = [build_messages(task.kind, item.question, item.choices) for item in items]
+    prompt_ids = [model.chat_ids(m) for m in messages]
+    start = time.perf_counter()
+    completions = model.sample(
+        prompt_ids, group_size, max_tokens, temperature, top_p, stop=STOP_STRINGS, seed=seed
+    )
+    seconds["sample"] = time.perf_counter() - start
+    scores, correct, calls = [], [], []
+    for p, item in enumerate(items):
+        group = completions[p * group_size : (p + 1) * group_size]
+        reply = None
+        if any(requests_help(c.text) for c in group):
+            start = time.perf_counter()
+            reply = cloud.complete(messages[p], item)
+            seconds["cloud"] += time.perf_counter() - start
+            calls.append({"item_id": item.id, "cloud": cloud.name, **reply.log_fields()})
+        start = time.perf_counter()
+
+        def is_correct(parsed, item=item) -> bool:
+            answer = answer_of(parsed, task.kind)
+            return answer is not None and task.verify(item, answer)
+
+        for c in group:
+            score = score_sample(
+                c.text,
+                task.kind,
+                MAX_STEPS[task.kind],
+                c.truncated,
+                is_correct,
+                cloud_text=reply.text if reply is not None and reply.ok else None,
+                cloud_failed=reply is not None and not reply.ok,
+                variant=reward_variant,
+            )
+            scores.append(score)
+            correct.append(score.reward == 1.0)
+        seconds["score"] += time.perf_counter() - start
+    return Rollout(items, prompt_ids, completions, scores, correct, calls, seconds)

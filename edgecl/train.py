@@ -1,0 +1,317 @@
+"""DA-GRPO training, paper Algorithm 1: wires the core, the MLX backend, the cloud and the store.
+
+    edgecl learn --task math --budget 0.3
+
+Each step: a batch of prompts, G samples each, one cloud call per help-seeking group, rewards and
+costs, dual-weighted advantages, one policy-gradient step on the local tokens, the dual update.
+After every step the adapter, optimizer and trainer state are checkpointed and the step is
+written to SQLite, so `--resume` continues exactly (same data order, samples and lambda).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgecl import paths
+from edgecl.backends.base import LoraConfig
+from edgecl.cloud import make_cloud
+from edgecl.config import TrainConfig
+from edgecl.core.advantages import sample_weights
+from edgecl.core.dual import CollapseDetector, TauSchedule, batch_cost_ratio, dual_update
+from edgecl.errors import EdgeclError
+from edgecl.rollout import Rollout, collect
+from edgecl.store import Store
+from edgecl.tasks.registry import get_task
+
+
+@dataclass
+class TrainerState:
+    """Everything besides the adapter and optimizer that an exact resume needs."""
+
+    step: int = 0  # DA-GRPO steps done, over all phases
+    lam: float = 0.5
+    collapse: dict = field(default_factory=dict)
+    clouds: dict = field(default_factory=dict)  # per-phase reference-cloud counters
+    warmup: dict | None = None  # what phase 0 did (None: not run yet)
+
+
+def run_dir(name: str) -> Path:
+    return paths.data_dir() / "runs" / name
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: TrainConfig,
+        model,
+        store: Store | None = None,
+        on_event: Callable[[str, dict], None] | None = None,
+    ):
+        self.config = config
+        self.model = model
+        self.store = store or Store()
+        self.on_event = on_event or (lambda kind, data: None)
+        self.tasks = [get_task(p.task, config.verifier, config.seed) for p in config.phases]
+        self.clouds = [self._make_cloud(task, i) for i, task in enumerate(self.tasks)]
+        self.schedules = [TauSchedule.parse(p.budget) for p in config.phases]
+        self.state = TrainerState(lam=config.lambda_init)
+        self.collapse = CollapseDetector(config.collapse_window)
+        self.checkpoint = run_dir(config.run_name) / "adapter"
+        self.total_steps = sum(p.steps for p in config.phases)
+
+    def _make_cloud(self, task, index: int):
+        return make_cloud(
+            self.config.cloud, task=task, seed=self.config.seed + index, **self.config.cloud_options
+        )
+
+    # ------------------------------------------------------------------ start / resume
+    def start(self) -> None:
+        """A new run: attach LoRA, record the run; the caller runs the warm-up if needed."""
+        c = self.config
+        if self.store.get_run(c.run_name) is not None:
+            raise EdgeclError(f"run {c.run_name!r} exists: use --resume or another --run-name")
+        self.model.attach_lora(
+            LoraConfig(c.lora_rank, c.lora_alpha, c.lora_layers), learning_rate=c.lr, seed=c.seed
+        )
+        self.store.create_run(
+            c.run_name,
+            c.to_dict(),
+            ",".join(p.task for p in c.phases),
+            status="running",
+            adapter_dir=str(self.checkpoint),
+        )
+
+    def resume(self) -> None:
+        """Load the last checkpoint and drop any step the database has beyond it."""
+        directory = self.checkpoint
+        if not directory.is_dir() and directory.with_name("adapter.old").is_dir():
+            directory = directory.with_name("adapter.old")  # crashed mid-swap: the last good one
+        if not directory.is_dir():
+            raise EdgeclError(f"run {self.config.run_name!r} has no checkpoint to resume from")
+        saved = self.model.load_adapter(directory, learning_rate=self.config.lr)
+        self.state = TrainerState(**saved["trainer_state"])
+        self.collapse = CollapseDetector.from_dict(self.state.collapse or self.collapse.to_dict())
+        for index, cloud in enumerate(self.clouds):
+            if hasattr(cloud, "load_state_dict"):
+                cloud.load_state_dict(self.state.clouds.get(str(index), {}))
+        self.store.truncate_after(self.config.run_name, self.state.step)
+        self.store.update_run(self.config.run_name, status="running")
+
+    def save(self) -> None:
+        self.state.collapse = self.collapse.to_dict()
+        self.state.clouds = {
+            str(i): c.state_dict() for i, c in enumerate(self.clouds) if hasattr(c, "state_dict")
+        }
+        self.model.save_adapter(self.checkpoint, extra={"trainer_state": vars(self.state)})
+
+    # ------------------------------------------------------------------------- loop
+    def locate(self, step: int) -> tuple[int, int]:
+        """(phase index, step within the phase) of global step `step` (0-based)."""
+        for index, phase in enumerate(self.config.phases):
+            if step < phase.steps:
+                return index, step
+            step -= phase.steps
+        raise IndexError(step)
+
+    def batch(self, phase: int, phase_step: int) -> list:
+        """The prompts of a step: an epoch-wise permutation fixed by (seed, phase, epoch)."""
+        items = self.tasks[phase].items("train")
+        out = []
+        for j in range(self.config.batch_size):
+            position = phase_step * self.config.batch_size + j
+            epoch, index = divmod(position, len(items))
+            order = np.random.default_rng([self.config.seed, phase, epoch]).permutation(len(items))
+            out.append(items[order[index]])
+        return out
+
+    def run(self) -> None:
+        """Train until every phase is done; Ctrl-C stops after saving the last full step."""
+        with _interrupts() as guard:
+            while self.state.step < self.total_steps:
+                self.step(guard)
+        self.store.update_run(self.config.run_name, status="done")
+        self.on_event("done", {"step": self.state.step, "lambda": self.state.lam})
+
+    def rollout(self, phase: int, phase_step: int) -> Rollout:
+        c = self.config
+        return collect(
+            self.model,
+            self.tasks[phase],
+            self.batch(phase, phase_step),
+            self.clouds[phase],
+            c.group_size,
+            c.max_tokens,
+            c.temperature,
+            c.top_p,
+            seed=_step_seed(c.seed, self.state.step),
+            reward_variant=c.reward_variant,
+        )
+
+    def weights(self, rollout: Rollout, lam: float) -> np.ndarray:
+        """Per-sample policy-gradient weights (eq. 8) for this rollout at dual variable lam."""
+        c = self.config
+        return sample_weights(
+            np.array(rollout.rewards),
+            np.array(rollout.costs),
+            lam,
+            c.group_size,
+            c.mode,
+            c.scale_rewards,
+        )
+
+    def step(self, guard=None) -> dict:
+        c = self.config
+        phase, phase_step = self.locate(self.state.step)
+        tau = self.schedules[phase].at(phase_step)
+        started = time.perf_counter()
+        rollout = self.rollout(phase, phase_step)
+        lam = self.state.lam
+        weights = self.weights(rollout, lam)
+        start = time.perf_counter()
+        loss = 0.0
+        if np.any(weights != 0):  # no signal in any group: no update (Adam would still drift)
+            prompts = [rollout.prompt_ids[o.prompt_index] for o in rollout.completions]
+            loss = self.model.policy_gradient_step(
+                prompts,
+                [o.token_ids for o in rollout.completions],
+                weights,
+                normalizer=c.max_tokens,
+                micro_batch=c.micro_batch,
+            )
+        seconds_grad = time.perf_counter() - start
+        j_c = batch_cost_ratio(rollout.costs)
+        new_lam = dual_update(lam, j_c, tau, c.dual_lr)
+        n_help = sum(s.help for s in rollout.scores)
+        collapsed = self.collapse.update(n_help, tau, new_lam)
+        self.state.step += 1
+        self.state.lam = new_lam
+        row = _step_row(
+            self,
+            rollout,
+            phase,
+            tau,
+            lam,
+            new_lam,
+            j_c,
+            loss,
+            n_help,
+            collapsed,
+            seconds_grad,
+            time.perf_counter() - started,
+        )
+        with guard.critical() if guard else _nothing():
+            self.save()
+            self.store.record_step(
+                c.run_name,
+                row,
+                _sample_rows(self, rollout),
+                [dict(r, step=self.state.step) for r in rollout.cloud_calls],
+            )
+        self.on_event("step", row)
+        return row
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7919 + 17) % (2**31)
+
+
+def _step_row(
+    trainer, rollout, phase, tau, lam, new_lam, j_c, loss, n_help, collapsed, seconds_grad, seconds
+) -> dict:
+    n = len(rollout.scores)
+    sample_s = rollout.seconds["sample"]
+    return {
+        "step": trainer.state.step,
+        "phase": str(phase + 1),
+        "task": trainer.tasks[phase].name,
+        "tau": tau,
+        "lambda_before": lam,
+        "lambda_after": new_lam,
+        "j_c": j_c,
+        "cloud_ratio": n_help / n,
+        "mean_reward": float(np.mean(rollout.rewards)),
+        "accuracy": sum(rollout.correct) / n,
+        "loss": loss,
+        "n_help": n_help,
+        "n_cloud_calls": len(rollout.cloud_calls),
+        "seconds": seconds,
+        "seconds_sample": sample_s,
+        "seconds_score": rollout.seconds["score"],
+        "seconds_cloud": rollout.seconds["cloud"],
+        "seconds_grad": seconds_grad,
+        "tokens": rollout.n_tokens,
+        "tokens_per_s": rollout.n_tokens / max(sample_s, 1e-9),
+        "collapsed": int(collapsed),
+    }
+
+
+def _sample_rows(trainer, rollout: Rollout) -> list[dict]:
+    g = trainer.config.group_size
+    rows = []
+    for i, (c, s) in enumerate(zip(rollout.completions, rollout.scores)):
+        rows.append(
+            {
+                "prompt_index": i // g,
+                "sample_index": i % g,
+                "item_id": rollout.items[c.prompt_index].id,
+                "prompt": rollout.items[c.prompt_index].question,
+                "response": c.text,
+                "composed": s.composed,
+                "help": int(s.help),
+                "reward": s.reward,
+                "cost": s.cost,
+                "truncated": int(c.truncated),
+                "n_tokens": len(c.token_ids),
+            }
+        )
+    return rows
+
+
+@contextmanager
+def _nothing():
+    yield
+
+
+class _Guard:
+    """Ctrl-C outside a checkpoint write stops at once; inside one it waits until it is done."""
+
+    def __init__(self):
+        self.in_critical = False
+        self.pending = False
+
+    def handler(self, signum, frame):
+        if self.in_critical:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def critical(self):
+        self.in_critical = True
+        try:
+            yield
+        finally:
+            self.in_critical = False
+        if self.pending:
+            raise KeyboardInterrupt
+
+
+@contextmanager
+def _interrupts():
+    guard = _Guard()
+    try:
+        previous = signal.signal(signal.SIGINT, guard.handler)
+    except ValueError:  # not the main thread: no handler, no guarantee needed
+        yield guard
+        return
+    try:
+        yield guard
+    finally:
+        signal.signal(signal.SIGINT, previous)
