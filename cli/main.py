@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from edgecl.cli import export, generate, models
+from edgecl.cli import eval, export, generate, learn, models, runs
 from edgecl.errors import EdgeclError
 
 app = typer.Typer(
@@ -20,7 +20,10 @@ app = typer.Typer(
 )
 app.command("generate")(generate.generate)
 app.command("export")(export.export)
+app.command("learn")(learn.learn)
 app.add_typer(models.app, name="models")
+app.command("eval")(eval.eval_)
+app.add_typer(runs.app, name="runs")
 
 
 def run() -> None:

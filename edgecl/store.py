@@ -22,7 +22,7 @@ T, N, R = str, int, float  # TEXT, INTEGER, REAL columns
 SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
     "runs": (
         {"name": T, "created": T, "updated": T, "config": T, "status": T, "task": T,
-         "adapter_dir": T, "notes": T},
+         "adapter_dir": T, "notes": T, "warmup": T},
         "name",
     ),
     "steps": (
@@ -52,7 +52,7 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
         "id",
     ),
 }  # fmt: skip
-JSON_COLUMNS = {"config", "details"}
+JSON_COLUMNS = {"config", "details", "warmup"}
 INDEXES = [("samples", ["run", "item_id"]), ("cloud_calls", ["run", "step"]), ("evals", ["run"])]
 
 

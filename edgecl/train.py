@@ -29,6 +29,7 @@ from edgecl.errors import EdgeclError
 from edgecl.rollout import Rollout, collect
 from edgecl.store import Store
 from edgecl.tasks.registry import get_task
+from edgecl.warmup import probe, warmup
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Trainer:
         self.collapse = CollapseDetector(config.collapse_window)
         self.checkpoint = run_dir(config.run_name) / "adapter"
         self.total_steps = sum(p.steps for p in config.phases)
+        self.last_rollout: Rollout | None = None
 
     def _make_cloud(self, task, index: int):
         return make_cloud(
@@ -72,37 +74,87 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ start / resume
-    def start(self) -> None:
-        """A new run: attach LoRA, record the run; the caller runs the warm-up if needed."""
+    def prepare(self, resume: bool = False) -> None:
+        """Start a new run or resume one, then run the warm-up (phase 0) if not done yet."""
         c = self.config
-        if self.store.get_run(c.run_name) is not None:
-            raise EdgeclError(f"run {c.run_name!r} exists: use --resume or another --run-name")
+        if resume:
+            if self.store.get_run(c.run_name) is None:
+                raise EdgeclError(f"no run named {c.run_name!r} to resume (see edgecl runs list)")
+            if self._checkpoint() is not None:
+                self._load_checkpoint()
+            else:  # interrupted during the warm-up: nothing to lose, do it again
+                self._attach()
+            self.store.update_run(c.run_name, status="running")
+        else:
+            if self.store.get_run(c.run_name) is not None:
+                raise EdgeclError(f"run {c.run_name!r} exists: use --resume or another --run-name")
+            self._attach()
+            self.store.create_run(
+                c.run_name,
+                c.to_dict(),
+                ",".join(p.task for p in c.phases),
+                status="running",
+                adapter_dir=str(self.checkpoint),
+            )
+        if self.state.warmup is None:
+            self.run_warmup()
+
+    def _attach(self) -> None:
+        c = self.config
         self.model.attach_lora(
             LoraConfig(c.lora_rank, c.lora_alpha, c.lora_layers), learning_rate=c.lr, seed=c.seed
         )
-        self.store.create_run(
-            c.run_name,
-            c.to_dict(),
-            ",".join(p.task for p in c.phases),
-            status="running",
-            adapter_dir=str(self.checkpoint),
-        )
 
-    def resume(self) -> None:
-        """Load the last checkpoint and drop any step the database has beyond it."""
-        directory = self.checkpoint
-        if not directory.is_dir() and directory.with_name("adapter.old").is_dir():
-            directory = directory.with_name("adapter.old")  # crashed mid-swap: the last good one
-        if not directory.is_dir():
-            raise EdgeclError(f"run {self.config.run_name!r} has no checkpoint to resume from")
-        saved = self.model.load_adapter(directory, learning_rate=self.config.lr)
+    def _checkpoint(self) -> Path | None:
+        for directory in (self.checkpoint, self.checkpoint.with_name("adapter.old")):
+            if directory.is_dir():  # .old: a crash mid-swap left the previous checkpoint there
+                return directory
+        return None
+
+    def _load_checkpoint(self) -> None:
+        saved = self.model.load_adapter(self._checkpoint(), learning_rate=self.config.lr)
         self.state = TrainerState(**saved["trainer_state"])
-        self.collapse = CollapseDetector.from_dict(self.state.collapse or self.collapse.to_dict())
+        if self.state.collapse:
+            self.collapse = CollapseDetector.from_dict(self.state.collapse)
         for index, cloud in enumerate(self.clouds):
             if hasattr(cloud, "load_state_dict"):
                 cloud.load_state_dict(self.state.clouds.get(str(index), {}))
         self.store.truncate_after(self.config.run_name, self.state.step)
-        self.store.update_run(self.config.run_name, status="running")
+
+    def run_warmup(self) -> dict:
+        """Phase 0: probe the protocol; below the threshold, supervised steps on demonstrations.
+
+        Recorded in the checkpoint and the run row; DA-GRPO then starts with a fresh optimizer.
+        """
+        c = self.config
+        record: dict = {"ran": False}
+        if c.warmup_steps > 0:
+            record["probe_before"] = probe(
+                self.model, self.tasks, c.probe_size, c.max_tokens, c.seed
+            )
+            self.on_event("probe", record["probe_before"])
+            if record["probe_before"]["format"] < c.format_threshold:
+                record.update(
+                    warmup(
+                        self.model,
+                        self.tasks,
+                        c.warmup_steps,
+                        c.warmup_batch_size,
+                        c.warmup_lr,
+                        c.seed,
+                        lambda k, loss: self.on_event("warmup", {"step": k, "loss": loss}),
+                    )
+                )
+                record["ran"] = True
+                record["probe_after"] = probe(
+                    self.model, self.tasks, c.probe_size, c.max_tokens, c.seed + 1
+                )
+                self.on_event("probe", record["probe_after"])
+                self.model.set_optimizer(c.lr)
+        self.state.warmup = record
+        self.store.update_run(c.run_name, warmup=record)
+        self.save()
+        return record
 
     def save(self) -> None:
         self.state.collapse = self.collapse.to_dict()
@@ -133,9 +185,13 @@ class Trainer:
 
     def run(self) -> None:
         """Train until every phase is done; Ctrl-C stops after saving the last full step."""
-        with _interrupts() as guard:
-            while self.state.step < self.total_steps:
-                self.step(guard)
+        try:
+            with _interrupts() as guard:
+                while self.state.step < self.total_steps:
+                    self.step(guard)
+        except KeyboardInterrupt:
+            self.store.update_run(self.config.run_name, status="interrupted")
+            raise
         self.store.update_run(self.config.run_name, status="done")
         self.on_event("done", {"step": self.state.step, "lambda": self.state.lam})
 
@@ -214,6 +270,7 @@ class Trainer:
                 _sample_rows(self, rollout),
                 [dict(r, step=self.state.step) for r in rollout.cloud_calls],
             )
+        self.last_rollout = rollout
         self.on_event("step", row)
         return row
 

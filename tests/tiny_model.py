@@ -41,7 +41,7 @@ def bundled_gguf() -> Path:
     )
 
 
-def tiny_weights(config: dict, seed: int = 0) -> dict[str, np.ndarray]:
+def tiny_weights(config: dict, seed: int = 0, embed_std: float = 1.0) -> dict[str, np.ndarray]:
     """Random float32 weights with mlx-lm llama names (tied embeddings, no lm_head)."""
     rng = np.random.default_rng(seed)
     h, f, v = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
@@ -51,7 +51,7 @@ def tiny_weights(config: dict, seed: int = 0) -> dict[str, np.ndarray]:
     def normal(shape, std):
         return (rng.standard_normal(shape) * std).astype(np.float32)
 
-    weights = {"model.embed_tokens.weight": normal((v, h), 1.0)}
+    weights = {"model.embed_tokens.weight": normal((v, h), embed_std)}
     for i in range(config["num_hidden_layers"]):
         p = f"model.layers.{i}."
         weights[p + "input_layernorm.weight"] = 1.0 + normal((h,), 0.1)
@@ -67,7 +67,9 @@ def tiny_weights(config: dict, seed: int = 0) -> dict[str, np.ndarray]:
     return weights
 
 
-def make_tiny_mlx(out_dir: str | Path, config: dict | None = None, seed: int = 0) -> Path:
+def make_tiny_mlx(
+    out_dir: str | Path, config: dict | None = None, seed: int = 0, embed_std: float = 1.0
+) -> Path:
     """Write an mlx-lm model dir: random weights, config.json and the real SmolLM2 tokenizer."""
     import mlx.core as mx
 
@@ -76,7 +78,7 @@ def make_tiny_mlx(out_dir: str | Path, config: dict | None = None, seed: int = 0
     config = dict(TINY_CONFIG if config is None else config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    weights = {k: mx.array(w) for k, w in tiny_weights(config, seed).items()}
+    weights = {k: mx.array(w) for k, w in tiny_weights(config, seed, embed_std).items()}
     mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
     meta = tokenizer_metadata(bundled_gguf())
     config["bos_token_id"] = meta.get("tokenizer.ggml.bos_token_id")
@@ -169,3 +171,49 @@ def mlx_with_adapter(mlx_dir: str | Path, adapter_dir: str | Path | None = None)
         model.load_weights(list(weights.items()), strict=False)
     model.eval()
     return model, tokenizer
+
+
+def make_protocol_tiny(
+    mlx_dir: str | Path, out_dir: str | Path, task, steps: int = 25, lr: float = 3e-3, seed: int = 0
+) -> Path:
+    """A copy of a tiny model fully fine-tuned (not LoRA: a random 64-wide model learns too
+    slowly through LoRA) on `task`'s demonstrations, so it writes the response protocol and
+    asks for help on some prompts: the trainer's mechanics then have real help requests."""
+    import shutil
+
+    import mlx.core as mx
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+    from mlx.utils import tree_flatten
+
+    from edgecl.backends.mlx_backend import MLXModel, _pack, _pg_loss
+    from edgecl.core.protocol import build_messages
+    from edgecl.warmup import demonstration
+
+    model = MLXModel.load(mlx_dir)
+    eos = sorted(model.eos_ids)[:1]
+    data = [
+        (
+            model.chat_ids(build_messages(task.kind, it.question, it.choices)),
+            model.tokenizer.encode(demonstration(task, it), add_special_tokens=False) + eos,
+        )
+        for it in task.items("train")
+    ]
+    optimizer = optim.Adam(learning_rate=lr)
+    loss_and_grad = nn.value_and_grad(model.model, _pg_loss)
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        batch = [data[i] for i in rng.choice(len(data), 8)]
+        n_tokens = sum(len(c) for _, c in batch)
+        packed = _pack([p for p, _ in batch], [c for _, c in batch])
+        _, grads = loss_and_grad(model.model, *packed, mx.ones(len(batch)), float(n_tokens))
+        optimizer.update(model.model, grads)
+        mx.eval(model.model.parameters(), optimizer.state)
+    out = Path(out_dir)
+    shutil.copytree(mlx_dir, out, dirs_exist_ok=True)
+    mx.save_safetensors(
+        str(out / "model.safetensors"),
+        dict(tree_flatten(model.model.parameters())),
+        metadata={"format": "mlx"},
+    )
+    return out

@@ -160,12 +160,9 @@ class MLXModel:
         self, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]]
     ) -> list[np.ndarray]:
         """Teacher-forced log pi(completion token | prefix) for each pair, no sampling."""
-        inputs, targets, mask = _pack(prompts, completions)
-        token_lp = _token_logprobs(self.model, inputs, targets)
-        mx.eval(token_lp)
-        out = np.array(token_lp)
-        mask = np.array(mask).astype(bool)
-        return [out[i][mask[i]] for i in range(len(completions))]
+        inputs, positions, targets, _ = _pack(prompts, completions)
+        out = np.array(_token_logprobs(self.model, inputs, positions, targets))
+        return [out[i, : len(c)] for i, c in enumerate(completions)]
 
     # --------------------------------------------------------------- LoRA
     def attach_lora(self, config: LoraConfig, learning_rate: float = 1e-4, seed: int = 0) -> None:
@@ -182,6 +179,10 @@ class MLXModel:
             {"rank": config.rank, "scale": config.scale, "dropout": 0.0, "keys": config.keys},
         )
         self.lora = config
+        self.set_optimizer(learning_rate)
+
+    def set_optimizer(self, learning_rate: float) -> None:
+        """A fresh Adam (the warm-up and DA-GRPO phases each start their own)."""
         self.optimizer = optim.Adam(learning_rate=learning_rate)
 
     def trainable(self) -> dict[str, mx.array]:
@@ -214,9 +215,9 @@ class MLXModel:
         total, grads = 0.0, None
         for start in range(0, len(completions), micro_batch):
             end = start + micro_batch
-            inputs, targets, mask = _pack(prompts[start:end], completions[start:end])
+            batch = _pack(prompts[start:end], completions[start:end])
             w = mx.array(np.asarray(weights[start:end], dtype=np.float32))
-            loss, g = loss_and_grad(self.model, inputs, targets, mask, w, float(normalizer))
+            loss, g = loss_and_grad(self.model, *batch, w, float(normalizer))
             grads = g if grads is None else tree_map(mx.add, grads, g)
             mx.eval(loss, grads)
             total += loss.item()
@@ -327,25 +328,34 @@ def _stop_hit(tokenizer, tail: list[int], stop: Sequence[str]) -> str | None:
 
 
 def _pack(prompts, completions):
-    """Right-padded (inputs, targets, mask) with mask=1 on the completion's target positions."""
+    """Right-padded inputs, plus for each row the positions whose next token is a completion
+    token, those targets and a mask (completions shorter than the longest are padded)."""
     seqs = [list(p) + list(c) for p, c in zip(prompts, completions)]
     width = max(len(s) for s in seqs) - 1
+    span = max(len(c) for c in completions)
     inputs = np.zeros((len(seqs), width), dtype=np.int32)
-    targets = np.zeros_like(inputs)
-    mask = np.zeros((len(seqs), width), dtype=np.float32)
-    for i, (p, s) in enumerate(zip(prompts, seqs)):
+    positions = np.zeros((len(seqs), span), dtype=np.int32)
+    targets = np.zeros((len(seqs), span), dtype=np.int32)
+    mask = np.zeros((len(seqs), span), dtype=np.float32)
+    for i, (p, c, s) in enumerate(zip(prompts, completions, seqs)):
         inputs[i, : len(s) - 1] = s[:-1]
-        targets[i, : len(s) - 1] = s[1:]
-        mask[i, len(p) - 1 : len(s) - 1] = 1.0
-    return mx.array(inputs), mx.array(targets), mx.array(mask)
+        positions[i, : len(c)] = np.arange(len(p) - 1, len(s) - 1)
+        targets[i, : len(c)] = c
+        mask[i, : len(c)] = 1.0
+    return mx.array(inputs), mx.array(positions), mx.array(targets), mx.array(mask)
 
 
-def _token_logprobs(model, inputs, targets):
-    logits = model(inputs).astype(mx.float32)
+def _token_logprobs(model, inputs, positions, targets):
+    """log pi(target | prefix) at the given positions; only those positions go through the
+    vocabulary projection (the prompt's logits are never needed, and they dominate memory)."""
+    hidden = model.model(inputs)
+    hidden = mx.take_along_axis(hidden, positions[..., None], axis=1)
+    head = getattr(model, "lm_head", None) or model.model.embed_tokens.as_linear
+    logits = head(hidden).astype(mx.float32)
     logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
     return mx.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
 
 
-def _pg_loss(model, inputs, targets, mask, weights, normalizer):
-    sequence_lp = (_token_logprobs(model, inputs, targets) * mask).sum(axis=1)
+def _pg_loss(model, inputs, positions, targets, mask, weights, normalizer):
+    sequence_lp = (_token_logprobs(model, inputs, positions, targets) * mask).sum(axis=1)
     return -(weights * sequence_lp).sum() / normalizer

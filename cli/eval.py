@@ -1,0 +1,119 @@
+"""`edgecl eval`: greedy accuracy of the local model on a task's eval split, with cloud help.
+
+edgecl eval --task math                          # the base model
+edgecl eval --task math --run my-run             # a run's latest checkpoint (and its model)
+edgecl eval --task math-easy --adapter ./adapter --limit 50 --json
+
+Prints local-solved-only accuracy, joint accuracy, cloud ratio, format violations, mean
+response tokens and cloud calls, and stores the result in the `evals` table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from edgecl.errors import EdgeclError
+
+
+def eval_(
+    task: str = typer.Option(..., "--task", help="Task name (math, code, qa, ...) or a .jsonl."),
+    run: str = typer.Option(None, "--run", help="Evaluate this run's checkpoint adapter."),
+    adapter: Path = typer.Option(None, "--adapter", help="Evaluate this LoRA adapter directory."),
+    model: str = typer.Option(None, help="Model name or path (default: the run's, or bundled)."),
+    limit: int = typer.Option(None, min=1, help="Only the first N eval items."),
+    max_tokens: int = typer.Option(
+        None, "--max-tokens", min=8, help="Response limit (default: the run's, else 128)."
+    ),
+    cloud: str = typer.Option(
+        None, help="reference, reference:ACC or openai:MODEL (default: the run's, else reference)."
+    ),
+    seed: int = typer.Option(None, help="Task seed (default: the run's, else 0)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Evaluate the base model, a run's checkpoint or an adapter on a task's eval split."""
+    from edgecl.cloud import make_cloud
+    from edgecl.store import Store
+    from edgecl.tasks.registry import get_task
+
+    if run is not None and adapter is not None:
+        raise EdgeclError("give --run or --adapter, not both")
+    store = Store()
+    try:
+        config = {}
+        if run is not None:
+            row = store.get_run(run)
+            if row is None:
+                raise EdgeclError(f"no run named {run!r}: see `edgecl runs list`")
+            config = row["config"] or {}
+            adapter = _checkpoint(run)
+        elif adapter is not None and not adapter.is_dir():
+            raise EdgeclError(f"no such adapter directory: {adapter}")
+        seed = seed if seed is not None else config.get("seed", 0)
+        max_tokens = max_tokens or config.get("max_tokens", 128)
+        the_task = get_task(task, config.get("verifier"), seed)
+        if cloud is None and config.get("cloud"):
+            the_cloud = make_cloud(
+                config["cloud"], task=the_task, seed=seed, **(config.get("cloud_options") or {})
+            )
+        else:
+            the_cloud = make_cloud(cloud or "reference", task=the_task, seed=seed)
+        adapter_path = str(adapter.resolve()) if adapter is not None else None
+        local = _load_model(model or config.get("model"), adapter)
+
+        from edgecl.evaluate import evaluate, record
+
+        report = evaluate(local, the_task, the_cloud, limit, max_tokens, seed=seed)
+        eval_id = record(store, run, adapter_path, task, "eval", report)
+    finally:
+        store.close()
+    if as_json:
+        head = {"id": eval_id, "run": run, "adapter": adapter_path, "model": local.name}
+        typer.echo(json.dumps({**head, "task": task, "split": "eval", **report}))
+        return
+    _print(report, task, run, adapter_path, local.name)
+
+
+def _checkpoint(run: str) -> Path:
+    from edgecl.train import run_dir
+
+    path = run_dir(run) / "adapter"
+    if not path.is_dir() and path.with_name("adapter.old").is_dir():
+        path = path.with_name("adapter.old")  # crashed while swapping checkpoints
+    if not path.is_dir():
+        raise EdgeclError(
+            f"run {run!r} has no checkpoint at {path} yet: let it finish a step, "
+            "or evaluate the base model without --run"
+        )
+    return path
+
+
+def _load_model(name: str | None, adapter: Path | None):
+    from edgecl.backends.mlx_backend import MLXModel
+    from edgecl.models.registry import resolve_model
+
+    entry = resolve_model(name)
+    local = MLXModel.load(entry.mlx_dir, entry.name)
+    if adapter is not None:
+        local.load_adapter(adapter)
+    return local
+
+
+def _print(report: dict, task: str, run: str | None, adapter: str | None, model: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    what = f"run {run}" if run else (f"adapter {adapter}" if adapter else "base model")
+    n = report["n"]
+    table = Table("metric", "value", title=escape(f"{task} eval, {model} ({what}), {n} items"))
+    table.add_row("local-solved-only accuracy", f"{report['local_acc']:.3f}")
+    table.add_row("joint accuracy (local + cloud)", f"{report['joint_acc']:.3f}")
+    table.add_row("cloud ratio", f"{report['cloud_ratio']:.3f}")
+    table.add_row("format violations", f"{report['format_violation_rate']:.3f}")
+    table.add_row("mean response tokens", f"{report['mean_tokens']:.1f}")
+    failed = f", {report['n_cloud_failed']} failed" if report["n_cloud_failed"] else ""
+    table.add_row("cloud calls", escape(f"{report['n_cloud_calls']}{failed} ({report['cloud']})"))
+    Console().print(table)

@@ -1,0 +1,202 @@
+"""`edgecl learn`: DA-GRPO post-training with a cloud budget, live progress, resumable.
+
+    edgecl learn --task math --budget 0.3
+    edgecl learn --curriculum math:0.3,code:0.5 --steps 100
+    edgecl learn --task math --budget 0.3 --steps 3 --batch-size 2 --group-size 4 \\
+        --max-tokens 64 --cloud reference --run-name smoke
+    edgecl learn --run-name smoke --resume
+"""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.console import Console
+
+from edgecl.errors import EdgeclError
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def learn(
+    task: str = typer.Option(None, help="math, code, qa, math-easy, ... or a .jsonl file."),
+    budget: str = typer.Option("0.3", help="Cloud budget tau in [0, 1], or 'tau@step,...'."),
+    curriculum: str = typer.Option(None, help="Tasks in sequence: math:0.3,code:0.5[:steps]."),
+    steps: int = typer.Option(None, help="DA-GRPO steps per task (preset default)."),
+    batch_size: int = typer.Option(None, help="Prompts per step (preset default)."),
+    group_size: int = typer.Option(None, help="Samples per prompt G (preset default)."),
+    max_tokens: int = typer.Option(None, help="Longest response (preset default)."),
+    lr: float = typer.Option(1e-4, help="Policy (LoRA) learning rate."),
+    dual_lr: float = typer.Option(1e-2, help="Dual step size eta_lambda."),
+    lambda_init: float = typer.Option(0.5, help="Initial dual variable."),
+    cloud: str = typer.Option("reference", help="reference[:accuracy] (simulated) or openai."),
+    cloud_url: str = typer.Option(None, help="OpenAI-compatible base URL, e.g. .../v1."),
+    cloud_model: str = typer.Option(None, help="Model name at the cloud endpoint."),
+    cloud_key_env: str = typer.Option(None, help="Env var holding the API key (never stored)."),
+    run_name: str = typer.Option(None, help="Name of the run (default: task and time)."),
+    resume: bool = typer.Option(False, help="Continue the run --run-name exactly."),
+    model: str = typer.Option(None, help="Model name or path (default: bundled SmolLM2)."),
+    preset: str = typer.Option(None, help="small (CPU default) or paper."),
+    seed: int = typer.Option(0),
+    mode: str = typer.Option("da-grpo", help="da-grpo, grpo or gapg advantages."),
+    scale_rewards: str = typer.Option("none", help="none (eq. 8) or group (std-normalised)."),
+    verifier: str = typer.Option(None, help="math-verify (default) or exact (the paper's)."),
+    warmup_steps: int = typer.Option(40, help="Phase-0 supervised steps if the probe fails."),
+) -> None:
+    """Train the local model on a task with a cloud budget (DA-GRPO)."""
+    from edgecl.config import (
+        PRESETS,
+        Phase,
+        TrainConfig,
+        default_preset,
+        parse_budget,
+        parse_curriculum,
+    )
+    from edgecl.store import Store
+
+    store = Store()
+    if resume:
+        if not run_name:
+            raise EdgeclError("--resume needs --run-name NAME (see edgecl runs list)")
+        run = store.get_run(run_name)
+        if run is None:
+            raise EdgeclError(f"no run named {run_name!r} to resume (see edgecl runs list)")
+        config = TrainConfig.from_dict(run["config"])
+    else:
+        if (task is None) == (curriculum is None):
+            raise EdgeclError("give either --task T (with --budget) or --curriculum T:tau,...")
+        defaults = PRESETS[preset or default_preset()] if preset in (None, *PRESETS) else None
+        if defaults is None:
+            raise EdgeclError(f"unknown --preset {preset!r}: use small or paper")
+        n_steps = steps or defaults["steps"]
+        phases = (
+            parse_curriculum(curriculum, n_steps)
+            if curriculum
+            else [Phase(task, parse_budget(budget), n_steps)]
+        )
+        cloud_options = {"base_url": cloud_url, "model": cloud_model, "api_key_env": cloud_key_env}
+        config = TrainConfig(
+            run_name=run_name
+            or f"{phases[0].task.split('/')[-1]}-{time.strftime('%Y%m%d-%H%M%S')}",
+            phases=phases,
+            model=model,
+            batch_size=batch_size or defaults["batch_size"],
+            group_size=group_size or defaults["group_size"],
+            max_tokens=max_tokens or defaults["max_tokens"],
+            lr=lr,
+            dual_lr=dual_lr,
+            lambda_init=lambda_init,
+            cloud=cloud,
+            cloud_options={k: v for k, v in cloud_options.items() if v is not None},
+            seed=seed,
+            mode=mode,
+            scale_rewards=scale_rewards,
+            verifier=verifier,
+            warmup_steps=warmup_steps,
+        )
+    trainer = _build_trainer(config, store)
+    try:
+        trainer.prepare(resume=resume)
+        _print_eta(trainer)
+        trainer.run()
+    except KeyboardInterrupt:
+        console.print(
+            f"\nstopped at step {trainer.state.step}; the checkpoint is saved. "
+            f"Continue with: edgecl learn --run-name {config.run_name} --resume"
+        )
+        raise typer.Exit(130) from None
+    console.print(
+        f"done: run {config.run_name}, {trainer.state.step} steps, "
+        f"lambda {trainer.state.lam:.4f}. See: edgecl runs show {config.run_name}"
+    )
+
+
+def _build_trainer(config, store):
+    from edgecl.backends.mlx_backend import MLXModel
+    from edgecl.models.registry import resolve_model
+    from edgecl.tasks.registry import get_task
+    from edgecl.train import Trainer
+
+    for phase in config.phases:  # bad task names and files fail before the model loads
+        get_task(phase.task, config.verifier, config.seed)
+    entry = resolve_model(config.model)
+    model = MLXModel.load(entry.mlx_dir, entry.name)
+    console.print(
+        f"run {config.run_name}: model {entry.name}, "
+        f"{' -> '.join(f'{p.task} (tau {p.budget}, {p.steps} steps)' for p in config.phases)}, "
+        f"batch {config.batch_size} x G {config.group_size}, {config.max_tokens} tokens, "
+        f"cloud {config.cloud}"
+    )
+    display = _Display()
+    trainer = Trainer(config, model, store, on_event=display)
+    display.total = trainer.total_steps
+    return trainer
+
+
+def _print_eta(trainer) -> None:
+    c = trainer.config
+    probe = (trainer.state.warmup or {}).get("probe_after") or (trainer.state.warmup or {}).get(
+        "probe_before"
+    )
+    remaining = trainer.total_steps - trainer.state.step
+    if probe and probe.get("tokens_per_s"):
+        # Rollouts dominate on CPU; the gradient step costs about half as much again.
+        per_step = 1.5 * c.batch_size * c.group_size * c.max_tokens * 0.8 / probe["tokens_per_s"]
+        console.print(
+            f"ETA: about {_duration(per_step * remaining)} for {remaining} steps "
+            f"(~{per_step:.0f} s/step, from the probe's {probe['tokens_per_s']:.0f} tok/s)"
+        )
+    else:
+        console.print(f"{remaining} steps to go; ETA after the first step")
+
+
+class _Display:
+    """Prints one line per step: lambda, cloud ratio vs tau, reward, accuracy, tok/s, ETA."""
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.first_step = None
+        self.total = 0
+
+    def __call__(self, kind: str, data: dict) -> None:
+        if kind == "probe":
+            e, h = data["easy"], data["hard"]
+            console.print(
+                f"probe: format {data['format']:.0%} of {data['n']}; easy correct "
+                f"{e['correct']}/{e['n']}, help on easy {e['help']}/{e['n']}, "
+                f"help on hard {h['help']}/{h['n']}"
+            )
+        elif kind == "warmup":
+            if data["step"] == 1 or data["step"] % 5 == 0:
+                console.print(f"warm-up step {data['step']}: loss {data['loss']:.3f}")
+        elif kind == "step":
+            self._step(data)
+
+    def _step(self, row: dict) -> None:
+        trainer_total = self.total
+        if self.first_step is None:
+            self.first_step, self.started = row["step"] - 1, time.perf_counter() - row["seconds"]
+        done = row["step"] - self.first_step
+        rate = (time.perf_counter() - self.started) / done
+        eta = _duration(rate * (trainer_total - row["step"]))
+        r = row
+        console.print(
+            f"step {r['step']:>4}/{trainer_total} {r['task']:<10} "
+            f"lambda {r['lambda_after']:.4f} cloud {r['cloud_ratio']:.2f}/tau {r['tau']:.2f} "
+            f"reward {r['mean_reward']:+.3f} acc {r['accuracy']:.2f} "
+            f"{r['tokens_per_s']:.0f} tok/s {r['seconds']:.1f}s ETA {eta}"
+        )
+        if row["collapsed"]:
+            console.print(
+                "[bold red]help policy collapsed[/]: no sample has asked for help for "
+                "many steps while tau > 0 and lambda = 0 (paper C.1); lower --lr and "
+                "restart, or warm up again"
+            )
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"

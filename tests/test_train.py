@@ -1,0 +1,204 @@
+"""The DA-GRPO trainer on a tiny model: exact resume, eq. 8's gradient, the dual update as
+stored, one cloud call per help-seeking group, cloud failures, collapse flag."""
+
+from __future__ import annotations
+
+import json
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from mlx.utils import tree_flatten
+
+from edgecl.backends.mlx_backend import MLXModel
+from edgecl.config import Phase, TrainConfig
+from edgecl.store import Store
+from edgecl.train import Trainer
+
+
+@pytest.fixture(scope="module")
+def task_file(tmp_path_factory):
+    """Sums: a third 'hard' (demonstrated as help requests)."""
+    rows = []
+    for i in range(30):
+        a, b = i % 7 + 1, i % 5 + 2
+        rows.append(
+            {
+                "prompt": f"What is {a} + {b}?",
+                "answer": str(a + b),
+                "difficulty": "hard" if i % 3 == 0 else "easy",
+            }
+        )
+    path = tmp_path_factory.mktemp("task") / "sums.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_mlx_dir, task_file, tmp_path_factory):
+    """The tiny model taught the protocol, so that its samples include real help requests."""
+    from tiny_model import make_protocol_tiny
+
+    from edgecl.tasks.registry import get_task
+
+    return make_protocol_tiny(
+        tiny_mlx_dir, tmp_path_factory.mktemp("protocol") / "mlx", get_task(str(task_file))
+    )
+
+
+def make_config(task_file, name, steps=5, **overrides) -> TrainConfig:
+    settings = dict(
+        run_name=name,
+        phases=[Phase(str(task_file), "0.2", steps)],
+        batch_size=2,
+        group_size=4,
+        max_tokens=40,
+        lr=5e-3,
+        dual_lr=0.5,
+        lambda_init=0.5,
+        seed=3,
+        lora_rank=4,
+        lora_alpha=8,
+        warmup_steps=2,
+        warmup_batch_size=4,
+        warmup_lr=1e-3,
+        probe_size=4,
+        format_threshold=1.01,  # always run the (short) warm-up code path
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def make_trainer(model_dir, config, store=None) -> Trainer:
+    return Trainer(config, MLXModel.load(model_dir, "tiny-protocol"), store or Store())
+
+
+def adapter_bytes(trainer) -> dict:
+    return {k: np.array(v).tobytes() for k, v in trainer.model.trainable().items()}
+
+
+def test_exact_resume(model_dir, task_file):
+    straight = make_trainer(model_dir, make_config(task_file, "straight"))
+    straight.prepare()
+    seen = []
+    for _ in range(5):
+        straight.step()
+        r = straight.last_rollout
+        seen.append(([c.token_ids for c in r.completions], r.rewards, straight.state.lam))
+    assert any(0 < sum(c is not None for c in s[1]) for s in seen)
+
+    first = make_trainer(model_dir, make_config(task_file, "split"))
+    first.prepare()
+    for _ in range(3):
+        first.step()
+    del first  # the process "dies" after step 3
+    resumed = make_trainer(model_dir, make_config(task_file, "split"))
+    resumed.prepare(resume=True)
+    assert resumed.state.step == 3
+    for step in range(3, 5):
+        resumed.step()
+        r = resumed.last_rollout
+        assert [c.token_ids for c in r.completions] == seen[step][0]
+        assert r.rewards == seen[step][1]
+        assert resumed.state.lam == seen[step][2]
+    assert adapter_bytes(resumed) == adapter_bytes(straight)
+    opt_a = dict(tree_flatten(straight.model.optimizer.state))
+    opt_b = dict(tree_flatten(resumed.model.optimizer.state))
+    assert all(np.array(opt_a[k]).tobytes() == np.array(opt_b[k]).tobytes() for k in opt_a)
+    store = Store()
+    assert [s["lambda_after"] for s in store.steps("split")] == [x[2] for x in seen]
+
+
+def test_stored_lambda_follows_dual_update_and_one_call_per_group(model_dir, task_file):
+    trainer = make_trainer(model_dir, make_config(task_file, "dual", steps=4))
+    trainer.prepare()
+    trainer.run()
+    store = Store()
+    steps = store.steps("dual")
+    assert [s["step"] for s in steps] == [1, 2, 3, 4]
+    lam = 0.5
+    total_help = 0
+    for row in steps:
+        samples = store.samples("dual", step=row["step"])
+        assert len(samples) == 2 * 4
+        j_c = float(np.mean([s["cost"] for s in samples]))
+        assert row["lambda_before"] == lam
+        lam = max(0.0, lam + 0.5 * (j_c - 0.2))
+        assert row["lambda_after"] == pytest.approx(lam, abs=1e-12)
+        groups_asking = {s["prompt_index"] for s in samples if s["help"]}
+        calls = [c for c in store.cloud_calls("dual") if c["step"] == row["step"]]
+        assert len(calls) == len(groups_asking) == row["n_cloud_calls"]
+        total_help += len(groups_asking)
+    assert total_help > 0, "the protocol-trained tiny model asks for help on some prompts"
+
+
+def test_gradient_equals_eq8_by_hand(model_dir, task_file):
+    trainer = make_trainer(model_dir, make_config(task_file, "grad", batch_size=3))
+    trainer.prepare()
+    rollout = trainer.rollout(0, 0)
+    lam, g, n_prompts = 0.7, 4, 3
+    prompts = [rollout.prompt_ids[c.prompt_index] for c in rollout.completions]
+    ids = [c.token_ids for c in rollout.completions]
+    normalizer = trainer.config.max_tokens
+    _, grads = trainer.model.policy_gradient(
+        prompts, ids, trainer.weights(rollout, lam), normalizer
+    )
+    # Eq. 8 by hand: G/(G-1) * sum_i grad log pi(y_i|x) * (A_r - lam * A_c), batch-averaged.
+    r = np.array(rollout.rewards).reshape(n_prompts, g)
+    c = np.array(rollout.costs).reshape(n_prompts, g)
+    adv = (r - r.mean(1, keepdims=True)) - lam * (c - c.mean(1, keepdims=True))
+    assert np.abs(adv).max() > 0, "need a rollout with some signal"
+    by_hand = None
+    for i, a in enumerate(adv.ravel()):
+        _, g_i = trainer.model.policy_gradient([prompts[i]], [ids[i]], [-1.0], 1.0)
+        term = {k: v * (g / (g - 1) * a / n_prompts / normalizer) for k, v in tree_flatten(g_i)}
+        by_hand = term if by_hand is None else {k: by_hand[k] + term[k] for k in term}
+    ours = dict(tree_flatten(grads))
+    for k, v in by_hand.items():  # the loss is the negative objective
+        np.testing.assert_allclose(np.array(-ours[k]), np.array(v), atol=1e-6, rtol=1e-4)
+    assert max(float(mx.abs(v).max()) for v in by_hand.values()) > 0
+
+
+def test_failed_cloud_calls_are_logged_and_training_goes_on(model_dir, task_file):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = make_config(
+        task_file,
+        "refused",
+        steps=3,
+        cloud="openai",
+        cloud_options={
+            "base_url": f"http://127.0.0.1:{port}/v1",
+            "model": "x",
+            "max_retries": 1,
+            "backoff_s": 0.01,
+        },
+    )
+    trainer = make_trainer(model_dir, config)
+    trainer.prepare()
+    trainer.run()
+    store = Store()
+    assert len(store.steps("refused")) == 3
+    calls = store.cloud_calls("refused")
+    assert calls and all(
+        c["status"] == "refused" and not c["ok"] and not c["charged"] for c in calls
+    )
+    for s in store.samples("refused"):
+        if s["help"] and s["cost"] == 1.0:
+            assert s["reward"] == 0.0  # asked, got nothing: no reward, still charged to J_c
+
+
+def test_collapse_is_flagged_in_the_store(tiny_mlx_dir, task_file):
+    config = make_config(
+        task_file, "collapse", steps=2, warmup_steps=0, lambda_init=0.0, collapse_window=1
+    )
+    trainer = make_trainer(tiny_mlx_dir, config)
+    trainer.prepare()
+    trainer.run()
+    rows = Store().steps("collapse")
+    # An untrained tiny model never asks; tau > 0 and lambda stays 0: the C.1 failure.
+    assert [r["n_help"] for r in rows] == [0, 0]
+    assert [r["collapsed"] for r in rows] == [1, 1]
