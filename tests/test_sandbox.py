@@ -136,10 +136,12 @@ def test_processes_and_signals_are_refused():
         assert not result.passed and "sandbox" in result.output, code
 
 
+LINUX_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux kernel layer")
+
+
+@LINUX_ONLY
 def test_landlock_layer_alone_confines_writes(tmp_path: Path):
     """The kernel layer on its own (no audit hook): writes outside are denied, inside work."""
-    if not sys.platform.startswith("linux"):
-        pytest.skip("Landlock is Linux-only")
     work = tmp_path / "work"
     work.mkdir()
     target = tmp_path / "outside.txt"
@@ -156,17 +158,16 @@ def test_landlock_layer_alone_confines_writes(tmp_path: Path):
     done = subprocess.run(
         [sys.executable, "-I", "-c", probe], cwd=work, capture_output=True, text=True, timeout=30
     )
-    if "no-landlock" in done.stdout:
-        pytest.skip("this kernel has no Landlock")
+    assert "no-landlock" not in done.stdout, "Landlock (Linux >= 5.13) is needed for this layer"
     assert done.returncode == 0, done.stderr
     assert "denied" in done.stdout and not target.exists()
     assert (work / "inside.txt").read_text() == "ok"
 
 
-def test_network_namespace_layer_when_available():
+@LINUX_ONLY
+def test_network_namespace_layer():
     prefix = sandbox._unshare_prefix()
-    if not prefix:
-        pytest.skip("no unprivileged network namespace here")
+    assert prefix, "unshare cannot make a network namespace on this Linux machine"
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)

@@ -8,6 +8,7 @@ import json
 import mlx.core as mx
 import numpy as np
 import pytest
+from conftest_server import llama_server  # noqa: F401
 from mlx.utils import tree_flatten
 
 from edgecl.backends.mlx_backend import MLXModel
@@ -37,9 +38,8 @@ def task_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model_dir(tiny_mlx_dir, task_file, tmp_path_factory):
     """The tiny model taught the protocol, so that its samples include real help requests."""
-    from tiny_model import make_protocol_tiny
-
     from edgecl.tasks.registry import get_task
+    from tiny_model import make_protocol_tiny
 
     return make_protocol_tiny(
         tiny_mlx_dir, tmp_path_factory.mktemp("protocol") / "mlx", get_task(str(task_file))
@@ -202,3 +202,27 @@ def test_collapse_is_flagged_in_the_store(tiny_mlx_dir, task_file):
     # An untrained tiny model never asks; tau > 0 and lambda stays 0: the C.1 failure.
     assert [r["n_help"] for r in rows] == [0, 0]
     assert [r["collapsed"] for r in rows] == [1, 1]
+
+
+def test_training_with_a_real_openai_compatible_cloud(model_dir, task_file, llama_server):  # noqa: F811
+    """The cloud is llama.cpp's OpenAI-compatible server on 127.0.0.1 (the bundled model)."""
+    config = make_config(
+        task_file,
+        "server",
+        steps=1,
+        cloud="openai",
+        cloud_options={
+            "base_url": llama_server,
+            "model": "smollm2",
+            "max_tokens": 16,
+            "timeout_s": 120,
+        },
+    )
+    trainer = make_trainer(model_dir, config)
+    trainer.prepare()
+    trainer.run()
+    calls = Store().cloud_calls("server")
+    assert calls and all(c["ok"] and c["status"] == "ok" and c["charged"] for c in calls)
+    assert all(c["completion_tokens"] > 0 and c["latency_s"] > 0 for c in calls)
+    helped = [s for s in Store().samples("server") if s["help"]]
+    assert helped and all(s["composed"] != s["response"] for s in helped)

@@ -1,0 +1,302 @@
+"""Seconds per DA-GRPO step (sampling / scoring / cloud / gradient) vs mlx-lm-lora's GRPO step.
+
+    python benchmarks/step.py                     # 2 steps each: 4 prompts x G=8 x 128 tokens
+    python benchmarks/step.py --steps 1 --their-iters 1 --max-tokens 32    # a quick look
+    python benchmarks/step.py --skip-theirs       # edgecl only
+
+edgecl: the real bundled model, `math` task, reference cloud, LoRA rank 8 on every layer,
+lr 1e-4, no warm-up, a Trainer in a temporary EDGECL_HOME; prints each step's row timings.
+
+mlx-lm-lora (PyPI `mlx-lm-lora` 5.10.x): its GRPO trainer on the same converted MLX model dir
+(float32 safetensors), the same 4 prompts (edgecl's system prompt and user turn, written as a
+local train.jsonl), group 8, 128 completion tokens, LoRA rank 8 on every layer, batch 4 prompts,
+temperature 1.0, beta 0 (no KL, no reference-model pass: DA-GRPO has none either). It runs in
+its own venv so its pins leave ours alone:
+
+    python3 -m venv /tmp/lora-venv && /tmp/lora-venv/bin/pip install mlx-lm-lora "mlx[cpu]"
+
+as a subprocess with LD_PRELOAD=OpenBLAS (edgecl preloads it itself), through a small driver
+that calls `mlx_lm_lora.train.main()` and times its rollout and reward functions; its step time
+comes from its own training report (iterations_per_second), so model load is not counted.
+
+Prints one JSON line per measured step and a final JSON line with the ratio
+(mlx-lm-lora seconds per step / edgecl seconds per step; > 1 means edgecl is faster).
+Each line carries the 1-minute load average: the box is small and often shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+OPENBLAS = "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"
+MARK = "EDGECL_BENCH "
+
+# Runs inside mlx-lm-lora's venv. Wraps (does not change) its rollout and reward functions to
+# time them, and takes each iteration's seconds from its own report callback.
+DRIVER = textwrap.dedent(
+    '''
+    import json, sys, time
+
+    import mlx.core as mx
+
+    def blas_gflops():
+        a = mx.random.normal((1024, 1024)); mx.eval(a @ a)
+        start = time.perf_counter(); mx.eval(a @ a)
+        return 2 * 1024**3 / (time.perf_counter() - start) / 1e9
+
+    def emit(kind, **data):
+        print("EDGECL_BENCH " + json.dumps({"kind": kind, **data}), flush=True)
+
+    import mlx_lm_lora
+    import mlx_lm_lora.train as train
+    import mlx_lm_lora.trainer.grpo_trainer as grpo
+    from mlx_lm.tuner.callbacks import TrainingCallback
+
+    emit("info", version=mlx_lm_lora.__version__ if hasattr(mlx_lm_lora, "__version__") else
+         getattr(__import__("mlx_lm_lora._version", fromlist=["x"]), "__version__", "?"),
+         blas_gflops=round(blas_gflops(), 1))
+
+    timing = {"sample": 0.0, "score": 0.0, "tokens": 0}
+    generate, rewards = grpo.generate_grpo, grpo._rollout_rewards
+
+    def timed_generate(*args, **kwargs):
+        start = time.perf_counter()
+        completions, texts, indices = generate(*args, **kwargs)
+        mx.eval(completions)
+        timing["sample"] += time.perf_counter() - start
+        timing["tokens"] += sum(int(c.size) for c in completions)
+        return completions, texts, indices
+
+    def timed_rewards(*args, **kwargs):
+        start = time.perf_counter()
+        out = rewards(*args, **kwargs)
+        mx.eval(out[0])
+        timing["score"] += time.perf_counter() - start
+        return out
+
+    grpo.generate_grpo, grpo._rollout_rewards = timed_generate, timed_rewards
+
+    class Report(TrainingCallback):
+        def on_train_loss_report(self, info):
+            seconds = 1.0 / info["iterations_per_second"]
+            emit("iteration", iteration=info["iteration"], seconds=seconds,
+                 seconds_sample=timing["sample"], seconds_score=timing["score"],
+                 seconds_grad=seconds - timing["sample"] - timing["score"],
+                 tokens=timing["tokens"], loss=info["train_loss"],
+                 peak_memory_gb=info["peak_memory"])
+            timing.update(sample=0.0, score=0.0, tokens=0)
+
+    run = train.run
+    train.run = lambda args, training_callback=None: run(args, training_callback=Report())
+    sys.argv = ["mlx_lm_lora.train", *sys.argv[1:]]
+    train.main()
+    '''
+)
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def blas_gflops() -> float:
+    import mlx.core as mx
+
+    a = mx.random.normal((1024, 1024))
+    mx.eval(a @ a)
+    start = time.perf_counter()
+    mx.eval(a @ a)
+    return 2 * 1024**3 / (time.perf_counter() - start) / 1e9
+
+
+def emit(row: dict) -> None:
+    print(json.dumps(row), flush=True)
+
+
+def run_ours(args, entry, home: Path) -> tuple[list[dict], list]:
+    """edgecl's Trainer on the bundled model; returns the step rows and the batch's items."""
+    os.environ["EDGECL_HOME"] = str(home)  # store, runs and checkpoints go here
+    from edgecl.backends.mlx_backend import MLXModel
+    from edgecl.config import Phase, TrainConfig
+    from edgecl.train import Trainer
+
+    config = TrainConfig(
+        run_name="bench-step",
+        phases=[Phase("math", args.budget, args.steps)],
+        batch_size=args.prompts,
+        group_size=args.group_size,
+        max_tokens=args.max_tokens,
+        lr=1e-4,
+        lora_rank=8,
+        lora_alpha=16.0,
+        lora_layers=-1,
+        cloud="reference",
+        warmup_steps=0,
+    )
+    start = time.perf_counter()
+    model = MLXModel.load(entry.mlx_dir, entry.name)
+    trainer = Trainer(config, model)
+    trainer.prepare()
+    emit({
+        "impl": "edgecl", "kind": "setup", "seconds_load_prepare":
+        round(time.perf_counter() - start, 2), "blas_gflops": round(blas_gflops(), 1),
+        "load": load(),
+    })
+    items = trainer.batch(0, 0)  # the first step's prompts: mlx-lm-lora gets the same
+    rows = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        row = trainer.step()
+        wall = time.perf_counter() - start  # + checkpoint write and SQLite row
+        keys = ("seconds_sample", "seconds_score", "seconds_cloud", "seconds_grad", "seconds")
+        out = {"impl": "edgecl", "kind": "step", "step": row["step"]}
+        out.update({k: round(row[k], 3) for k in keys})
+        out.update(
+            tokens=row["tokens"], seconds_with_checkpoint=round(wall, 3),
+            n_help=row["n_help"], n_cloud_calls=row["n_cloud_calls"], load=load(),
+        )
+        emit(out)
+        rows.append(out)
+    return rows, items
+
+
+def write_dataset(items, directory: Path) -> None:
+    """mlx-lm-lora's GRPO format: {prompt, answer, system} lines in train.jsonl."""
+    from edgecl.core.protocol import build_messages
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "train.jsonl", "w") as f:
+        for item in items:
+            system, user = build_messages("math", item.question)
+            line = {"prompt": user["content"], "answer": item.answer, "system": system["content"]}
+            f.write(json.dumps(line) + "\n")
+
+
+def run_theirs(args, entry, items, work: Path) -> tuple[list[dict], str | None]:
+    """mlx-lm-lora's GRPO trainer in its own venv; returns its iteration rows or an error."""
+    python = Path(args.lora_python)
+    if not python.is_file():
+        return [], f"{python} not found: python3 -m venv /tmp/lora-venv && ... (see docstring)"
+    data = work / "data"
+    write_dataset(items, data)
+    (work / "driver.py").write_text(DRIVER)
+    # fuse: false keeps it from writing a merged model after training (not timed anyway).
+    (work / "config.yaml").write_text(
+        f"fuse: false\nlora_parameters: {{rank: 8, dropout: 0.0, scale: 2.0}}\n"
+    )
+    command = [
+        str(python), str(work / "driver.py"),
+        "--model", entry.mlx_dir, "--train", "--train-mode", "grpo", "--train-type", "lora",
+        "--data", str(data), "--batch-size", str(args.prompts),
+        "--iters", str(args.their_iters), "--group-size", str(args.group_size),
+        "--max-completion-length", str(args.max_tokens), "--num-layers", "-1",
+        "--learning-rate", "1e-4", "--temperature", "1.0", "--beta", str(args.their_beta),
+        "--steps-per-report", "1", "--steps-per-eval", "100000", "--save-every", "100000",
+        "--adapter-path", str(work / "adapters"), "--seed", "0", "-c", str(work / "config.yaml"),
+    ]  # fmt: skip
+    env = dict(os.environ, LD_PRELOAD=OPENBLAS, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env.pop("EDGECL_HOME", None)
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=work
+    )
+    rows, tail = [], []
+    for line in proc.stdout:
+        if not line.startswith(MARK):
+            tail = (tail + [line.rstrip()])[-40:]
+            if args.verbose:
+                print(line.rstrip(), file=sys.stderr)
+            continue
+        data = json.loads(line[len(MARK) :])
+        kind = data.pop("kind")
+        if kind == "info":
+            emit({"impl": "mlx-lm-lora", "kind": "setup", **data, "load": load()})
+            continue
+        out = {"impl": "mlx-lm-lora", "kind": "step", "step": data.pop("iteration")}
+        out.update({k: round(v, 3) if isinstance(v, float) else v for k, v in data.items()})
+        out["load"] = load()
+        emit(out)
+        rows.append(out)
+    proc.wait()
+    wall = time.perf_counter() - start
+    emit({"impl": "mlx-lm-lora", "kind": "process", "rc": proc.returncode,
+          "seconds_wall": round(wall, 1), "load": load()})  # fmt: skip
+    if proc.returncode != 0 or not rows:
+        return rows, "\n".join(tail)
+    return rows, None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=2, help="edgecl steps to time")
+    parser.add_argument("--their-iters", type=int, default=2, help="mlx-lm-lora iterations")
+    parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--budget", default="0.3", help="tau for the math task")
+    parser.add_argument("--their-beta", type=float, default=0.0, help="mlx-lm-lora KL beta")
+    parser.add_argument("--lora-python", default="/tmp/lora-venv/bin/python")
+    parser.add_argument("--skip-theirs", action="store_true")
+    parser.add_argument("--skip-ours", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="echo mlx-lm-lora's output")
+    args = parser.parse_args()
+
+    from edgecl.models.registry import resolve_model
+
+    entry = resolve_model()  # the user's converted model; the run itself uses a temporary home
+    with tempfile.TemporaryDirectory(prefix="edgecl-bench-step-") as tmp:
+        tmp = Path(tmp)
+        ours: list[dict] = []
+        if args.skip_ours:
+            os.environ["EDGECL_HOME"] = str(tmp / "home")
+            from edgecl.config import Phase, TrainConfig
+            from edgecl.train import Trainer
+
+            class _NoModel:  # batch() only needs the task
+                pass
+
+            config = TrainConfig(
+                "bench-step", [Phase("math", args.budget, 1)], batch_size=args.prompts
+            )
+            items = Trainer(config, _NoModel()).batch(0, 0)
+        else:
+            ours, items = run_ours(args, entry, tmp / "home")
+        import gc
+
+        gc.collect()
+        theirs, error = ([], "skipped") if args.skip_theirs else run_theirs(
+            args, entry, items, tmp / "mlx-lm-lora"
+        )
+    summary = {
+        "kind": "summary",
+        "prompts": args.prompts,
+        "group_size": args.group_size,
+        "max_tokens": args.max_tokens,
+        "their_beta": args.their_beta,
+        "edgecl_seconds_per_step": _mean(ours, "seconds"),
+        "edgecl_tokens_per_step": _mean(ours, "tokens"),
+        "mlx_lm_lora_seconds_per_step": _mean(theirs, "seconds"),
+        "mlx_lm_lora_tokens_per_step": _mean(theirs, "tokens"),
+        "load": load(),
+    }
+    a, b = summary["edgecl_seconds_per_step"], summary["mlx_lm_lora_seconds_per_step"]
+    summary["ratio"] = round(b / a, 3) if a and b else None
+    if error:
+        summary["mlx_lm_lora_error"] = error[-2000:]
+    emit(summary)
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    return round(statistics.mean(r[key] for r in rows), 3) if rows else None
+
+
+if __name__ == "__main__":
+    main()

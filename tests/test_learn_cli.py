@@ -1,0 +1,73 @@
+"""`edgecl learn` as a user runs it: bad input is one line; Ctrl-C saves; --resume finishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run_cli
+from edgecl.store import Store
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--task", "math", "--budget", "1.5"], "budget tau=1.5 is outside [0, 1]"),
+        (["--task", "math", "--budget", "abc"], "bad tau schedule 'abc'"),
+        (["--task", "chemistry"], "unknown task 'chemistry'"),
+        (["--curriculum", "math:0.3,code"], "bad curriculum entry 'code'"),
+        (["--task", "math", "--group-size", "1"], "GRPO needs G >= 2"),
+        (["--run-name", "nope", "--resume"], "no run named 'nope'"),
+        ([], "give either --task"),
+    ],
+)
+def test_bad_input_is_one_line(args, message, edgecl_home):
+    result = run_cli("learn", *args, home=edgecl_home)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_malformed_jsonl_names_the_lines(tmp_path, edgecl_home):
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"prompt": "1+1?", "answer": "2"}\n{"prompt": "no answer"}\nnot json\n')
+    result = run_cli("learn", "--task", str(path), home=edgecl_home)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "line 2" in result.stderr and "line 3" in result.stderr
+
+
+def test_ctrl_c_saves_and_resume_finishes(tmp_path, edgecl_home):
+    """SIGINT after the first step: exit 130 with the checkpoint saved; --resume completes."""
+    from tiny_model import make_tiny_mlx
+
+    model = make_tiny_mlx(tmp_path / "tiny")
+    task = tmp_path / "sums.jsonl"
+    task.write_text("\n".join(json.dumps({"prompt": f"{i} + 1?", "answer": str(i + 1)})
+                              for i in range(20)))
+    args = ["learn", "--task", str(task), "--budget", "0.3", "--steps", "40", "--batch-size",
+            "2", "--group-size", "2", "--max-tokens", "8", "--model", str(model),
+            "--warmup-steps", "0", "--run-name", "stopme"]
+    env = dict(os.environ, EDGECL_HOME=str(edgecl_home), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-c", "from edgecl.cli.main import run; run()",
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env)
+    for line in proc.stdout:
+        if line.startswith("step    2/"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out = proc.stdout.read()
+    assert proc.wait(timeout=120) == 130, out
+    assert "edgecl learn --run-name stopme --resume" in out
+    done = len(Store().steps("stopme"))
+    assert 2 <= done < 40 and Store().get_run("stopme")["status"] == "interrupted"
+
+    result = run_cli("learn", "--run-name", "stopme", "--resume", home=edgecl_home)
+    assert result.returncode == 0, result.stderr
+    steps = Store().steps("stopme")
+    assert [s["step"] for s in steps] == list(range(1, 41))
+    assert Store().get_run("stopme")["status"] == "done"
