@@ -6,6 +6,10 @@
 
 edgecl: the real bundled model, `math` task, reference cloud, LoRA rank 8 on every layer,
 lr 1e-4, no warm-up, a Trainer in a temporary EDGECL_HOME; prints each step's row timings.
+Without warm-up the model rarely follows the protocol, so a step often has equal rewards in
+every group and the trainer (correctly) skips the gradient update; the benchmark then times
+that update on the same rollout with stand-in weights (`seconds_grad_forced`) and compares
+`seconds_step` = row seconds + forced update, since mlx-lm-lora always takes its update.
 
 mlx-lm-lora (PyPI `mlx-lm-lora` 5.10.x): its GRPO trainer on the same converted MLX model dir
 (float32 safetensors), the same 4 prompts (edgecl's system prompt and user turn, written as a
@@ -37,13 +41,15 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
+
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"
 MARK = "EDGECL_BENCH "
 
 # Runs inside mlx-lm-lora's venv. Wraps (does not change) its rollout and reward functions to
 # time them, and takes each iteration's seconds from its own report callback.
 DRIVER = textwrap.dedent(
-    '''
+    """
     import json, sys, time
 
     import mlx.core as mx
@@ -56,13 +62,13 @@ DRIVER = textwrap.dedent(
     def emit(kind, **data):
         print("EDGECL_BENCH " + json.dumps({"kind": kind, **data}), flush=True)
 
-    import mlx_lm_lora
+    from importlib.metadata import version
+
     import mlx_lm_lora.train as train
     import mlx_lm_lora.trainer.grpo_trainer as grpo
     from mlx_lm.tuner.callbacks import TrainingCallback
 
-    emit("info", version=mlx_lm_lora.__version__ if hasattr(mlx_lm_lora, "__version__") else
-         getattr(__import__("mlx_lm_lora._version", fromlist=["x"]), "__version__", "?"),
+    emit("info", version=version("mlx-lm-lora"), mlx=version("mlx"), mlx_lm=version("mlx-lm"),
          blas_gflops=round(blas_gflops(), 1))
 
     timing = {"sample": 0.0, "score": 0.0, "tokens": 0}
@@ -99,7 +105,7 @@ DRIVER = textwrap.dedent(
     train.run = lambda args, training_callback=None: run(args, training_callback=Report())
     sys.argv = ["mlx_lm_lora.train", *sys.argv[1:]]
     train.main()
-    '''
+    """
 )
 
 
@@ -145,11 +151,15 @@ def run_ours(args, entry, home: Path) -> tuple[list[dict], list]:
     model = MLXModel.load(entry.mlx_dir, entry.name)
     trainer = Trainer(config, model)
     trainer.prepare()
-    emit({
-        "impl": "edgecl", "kind": "setup", "seconds_load_prepare":
-        round(time.perf_counter() - start, 2), "blas_gflops": round(blas_gflops(), 1),
-        "load": load(),
-    })
+    emit(
+        {
+            "impl": "edgecl",
+            "kind": "setup",
+            "seconds_load_prepare": round(time.perf_counter() - start, 2),
+            "blas_gflops": round(blas_gflops(), 1),
+            "load": load(),
+        }
+    )
     items = trainer.batch(0, 0)  # the first step's prompts: mlx-lm-lora gets the same
     rows = []
     for _ in range(args.steps):
@@ -160,12 +170,43 @@ def run_ours(args, entry, home: Path) -> tuple[list[dict], list]:
         out = {"impl": "edgecl", "kind": "step", "step": row["step"]}
         out.update({k: round(row[k], 3) for k in keys})
         out.update(
-            tokens=row["tokens"], seconds_with_checkpoint=round(wall, 3),
-            n_help=row["n_help"], n_cloud_calls=row["n_cloud_calls"], load=load(),
+            tokens=row["tokens"],
+            seconds_with_checkpoint=round(wall, 3),
+            n_help=row["n_help"],
+            n_cloud_calls=row["n_cloud_calls"],
+            load=load(),
         )
+        lam = row["lambda_before"]
+        out["grad_skipped"] = not np.any(trainer.weights(trainer.last_rollout, lam))
+        out["seconds_step"] = out["seconds"]
+        if out["grad_skipped"]:
+            # Every group had equal shaped rewards (the untrained model usually fails the format
+            # in all 32 samples), so the trainer rightly took no gradient step. mlx-lm-lora steps
+            # regardless; for a like-for-like step time, take the same update here on this
+            # rollout with zero-mean stand-in weights and add its time.
+            forced = _forced_grad(trainer, model)
+            out.update(seconds_grad_forced=round(forced, 3), load=load())
+            out["seconds_step"] = round(out["seconds"] + forced, 3)
         emit(out)
         rows.append(out)
     return rows, items
+
+
+def _forced_grad(trainer, model) -> float:
+    """Seconds of the step's policy-gradient update (as Trainer.step calls it) on the last
+    rollout, with weights +-1/n_prompts alternating within each group."""
+    c, rollout = trainer.config, trainer.last_rollout
+    n = len(rollout.completions)
+    weights = np.where(np.arange(n) % 2 == 0, 1.0, -1.0) / c.batch_size
+    start = time.perf_counter()
+    model.policy_gradient_step(
+        [rollout.prompt_ids[o.prompt_index] for o in rollout.completions],
+        [o.token_ids for o in rollout.completions],
+        weights,
+        normalizer=c.max_tokens,
+        micro_batch=c.micro_batch,
+    )
+    return time.perf_counter() - start
 
 
 def write_dataset(items, directory: Path) -> None:
@@ -190,7 +231,7 @@ def run_theirs(args, entry, items, work: Path) -> tuple[list[dict], str | None]:
     (work / "driver.py").write_text(DRIVER)
     # fuse: false keeps it from writing a merged model after training (not timed anyway).
     (work / "config.yaml").write_text(
-        f"fuse: false\nlora_parameters: {{rank: 8, dropout: 0.0, scale: 2.0}}\n"
+        "fuse: false\nlora_parameters: {rank: 8, dropout: 0.0, scale: 2.0}\n"
     )
     command = [
         str(python), str(work / "driver.py"),
@@ -210,19 +251,19 @@ def run_theirs(args, entry, items, work: Path) -> tuple[list[dict], str | None]:
     )
     rows, tail = [], []
     for line in proc.stdout:
-        if not line.startswith(MARK):
+        if MARK not in line:  # tqdm's carriage returns can share a line with the marker
             tail = (tail + [line.rstrip()])[-40:]
             if args.verbose:
                 print(line.rstrip(), file=sys.stderr)
             continue
-        data = json.loads(line[len(MARK) :])
+        data = json.loads(line[line.index(MARK) + len(MARK) :])
         kind = data.pop("kind")
         if kind == "info":
             emit({"impl": "mlx-lm-lora", "kind": "setup", **data, "load": load()})
             continue
         out = {"impl": "mlx-lm-lora", "kind": "step", "step": data.pop("iteration")}
         out.update({k: round(v, 3) if isinstance(v, float) else v for k, v in data.items()})
-        out["load"] = load()
+        out.update(seconds_step=out["seconds"], load=load())
         emit(out)
         rows.append(out)
     proc.wait()
@@ -260,20 +301,22 @@ def main() -> None:
             from edgecl.config import Phase, TrainConfig
             from edgecl.train import Trainer
 
-            class _NoModel:  # batch() only needs the task
-                pass
-
             config = TrainConfig(
                 "bench-step", [Phase("math", args.budget, 1)], batch_size=args.prompts
             )
-            items = Trainer(config, _NoModel()).batch(0, 0)
+            items = Trainer(config, None).batch(0, 0)  # batch() needs no model
         else:
             ours, items = run_ours(args, entry, tmp / "home")
         import gc
 
-        gc.collect()
-        theirs, error = ([], "skipped") if args.skip_theirs else run_theirs(
-            args, entry, items, tmp / "mlx-lm-lora"
+        import mlx.core as mx
+
+        gc.collect()  # our model is gone: give its memory back before mlx-lm-lora starts
+        mx.clear_cache()
+        theirs, error = (
+            ([], "skipped")
+            if args.skip_theirs
+            else run_theirs(args, entry, items, tmp / "mlx-lm-lora")
         )
     summary = {
         "kind": "summary",
@@ -281,9 +324,11 @@ def main() -> None:
         "group_size": args.group_size,
         "max_tokens": args.max_tokens,
         "their_beta": args.their_beta,
-        "edgecl_seconds_per_step": _mean(ours, "seconds"),
+        "edgecl_seconds_per_step": _mean(ours, "seconds_step"),
+        "edgecl_seconds_per_step_as_run": _mean(ours, "seconds"),
+        "edgecl_steps_grad_forced": sum(r.get("grad_skipped", False) for r in ours),
         "edgecl_tokens_per_step": _mean(ours, "tokens"),
-        "mlx_lm_lora_seconds_per_step": _mean(theirs, "seconds"),
+        "mlx_lm_lora_seconds_per_step": _mean(theirs, "seconds_step"),
         "mlx_lm_lora_tokens_per_step": _mean(theirs, "tokens"),
         "load": load(),
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 from edgecl.backends.base import LoraConfig
@@ -46,9 +47,12 @@ def main() -> None:
     model = MLXModel.load(entry.mlx_dir, entry.name)
     probe_tasks = [get_task("math-easy"), get_task("math-hard")]
     before = probe(model, probe_tasks, 2 * args.n, args.max_tokens, seed=1)
+    print(json.dumps({"before": summary(before)}), file=sys.stderr, flush=True)
     model.attach_lora(LoraConfig(rank=args.rank, alpha=2 * args.rank), args.lr, seed=0)
     start = time.perf_counter()
-    record = warmup(model, [get_task("math")], args.steps, args.batch_size, args.lr, seed=0)
+    record = warmup(model, [get_task("math")], args.steps, args.batch_size, args.lr, seed=0,
+                    on_step=lambda k, loss: print(f"warm-up {k}: {loss:.3f}", file=sys.stderr,
+                                                  flush=True))
     seconds = time.perf_counter() - start
     after = probe(model, probe_tasks, 2 * args.n, args.max_tokens, seed=2)
     print(json.dumps({

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecl.backends.base import LoraConfig
+
 TINY_CONFIG = {
     "model_type": "llama",
     "architectures": ["LlamaForCausalLM"],
@@ -96,15 +98,7 @@ def make_tiny_gguf(mlx_dir: str | Path, out: str | Path) -> Path:
     return mlx_to_gguf(mlx_dir, out, tokenizer_metadata(bundled_gguf()))
 
 
-LORA_KEYS = (
-    "self_attn.q_proj",
-    "self_attn.k_proj",
-    "self_attn.v_proj",
-    "self_attn.o_proj",
-    "mlp.gate_proj",
-    "mlp.up_proj",
-    "mlp.down_proj",
-)
+LORA_KEYS = LoraConfig().keys  # every attention and MLP projection
 
 
 def make_tiny_adapter(
