@@ -5,7 +5,7 @@
 
 Both get the same model, prompts and length; every completion runs to max_tokens (EOS is
 ignored by both) so the token counts are equal. Prints a JSON line with the median tokens/s
-of each and their ratio; `--write` puts the row into benchmarks/README.md.
+of each and their ratio (the table in benchmarks/README.md records measured runs).
 """
 
 from __future__ import annotations
