@@ -50,17 +50,32 @@ def main() -> None:
     print(json.dumps({"before": summary(before)}), file=sys.stderr, flush=True)
     model.attach_lora(LoraConfig(rank=args.rank, alpha=2 * args.rank), args.lr, seed=0)
     start = time.perf_counter()
-    record = warmup(model, [get_task("math")], args.steps, args.batch_size, args.lr, seed=0,
-                    on_step=lambda k, loss: print(f"warm-up {k}: {loss:.3f}", file=sys.stderr,
-                                                  flush=True))
+    record = warmup(
+        model,
+        [get_task("math")],
+        args.steps,
+        args.batch_size,
+        args.lr,
+        seed=0,
+        on_step=lambda k, loss: print(f"warm-up {k}: {loss:.3f}", file=sys.stderr, flush=True),
+    )
     seconds = time.perf_counter() - start
     after = probe(model, probe_tasks, 2 * args.n, args.max_tokens, seed=2)
-    print(json.dumps({
-        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "rank": args.rank,
-        "warmup_seconds": round(seconds, 1), "first_loss": round(record["first_loss"], 3),
-        "last_loss": round(record["last_loss"], 3),
-        "before": summary(before), "after": summary(after),
-    }))
+    print(
+        json.dumps(
+            {
+                "steps": args.steps,
+                "batch_size": args.batch_size,
+                "lr": args.lr,
+                "rank": args.rank,
+                "warmup_seconds": round(seconds, 1),
+                "first_loss": round(record["first_loss"], 3),
+                "last_loss": round(record["last_loss"], 3),
+                "before": summary(before),
+                "after": summary(after),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
