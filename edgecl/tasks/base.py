@@ -11,12 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from edgecl.core.protocol import KINDS, MAX_STEPS  # noqa: F401  (re-exported for tasks)
 from edgecl.errors import EdgeclError
 
-KINDS = ("math", "code", "qa")
 SPLITS = ("train", "eval")
-# Paper, Table 3: limit for reasoning steps per kind.
-MAX_STEPS = {"math": 4, "code": 6, "qa": 4}
 
 
 @dataclass(frozen=True)
