@@ -24,6 +24,7 @@ from edgecl.core.protocol import (
     format_response,
     parse_response,
 )
+from edgecl.rollout import answer_of
 from edgecl.tasks.base import MAX_STEPS, Item
 
 
@@ -56,7 +57,7 @@ def probe(
     counts = {"easy": [0, 0, 0, 0], "hard": [0, 0, 0, 0]}  # n, formatted, help, correct
     for (task, item), out in zip(picked, outs):
         parsed = parse_response(out.text, task.kind, truncated=out.truncated)
-        answer = parsed.code if task.kind == "code" else parsed.boxed
+        answer = answer_of(parsed, task.kind)
         row = counts["hard" if item.difficulty == "hard" else "easy"]
         row[0] += 1
         row[1] += parsed.well_formatted
