@@ -1,6 +1,6 @@
 """The warm-up (phase 0) on the bundled model: the response protocol before and after.
 
-    python benchmarks/warmup.py                 # 40 steps, batch 8, rank 8, lr 2e-4; ~10 min
+    python benchmarks/warmup.py                 # 40 steps, batch 8, rank 8, lr 2e-4; ~27 min
     python benchmarks/warmup.py --steps 10 --n 16
 
 Probes at T=1.0 on `n` easy (math-easy: two-digit sums) and `n` hard (math-hard: multi-step
@@ -27,6 +27,7 @@ def summary(report: dict) -> dict:
     e, h = report["easy"], report["hard"]
     return {
         "format": round(report["format"], 3),
+        "formatted": f"{e['format'] + h['format']}/{report['n']}",
         "easy_correct": f"{e['correct']}/{e['n']}",
         "help_on_easy": f"{e['help']}/{e['n']}",
         "help_on_hard": f"{h['help']}/{h['n']}",

@@ -158,6 +158,7 @@ class _Display:
         self.started = time.perf_counter()
         self.first_step = None
         self.total = 0
+        self.warmup_started = 0.0
 
     def __call__(self, kind: str, data: dict) -> None:
         if kind == "probe":
@@ -168,8 +169,15 @@ class _Display:
                 f"help on hard {h['help']}/{h['n']}"
             )
         elif kind == "warmup":
-            if data["step"] == 1 or data["step"] % 5 == 0:
-                console.print(f"warm-up step {data['step']}: loss {data['loss']:.3f}")
+            step, total = data["step"], data["of"]
+            if step == 1:
+                self.warmup_started = time.perf_counter()
+            if step == 1 or step % 5 == 0 or step == total:
+                line = f"warm-up step {step}/{total}: loss {data['loss']:.3f}"
+                if step > 1:  # the first step pays one-off set-up costs; time the ones after it
+                    rate = (time.perf_counter() - self.warmup_started) / (step - 1)
+                    line += f", {rate:.0f} s/step, ETA {_duration(rate * (total - step))}"
+                console.print(line)
         elif kind == "step":
             self._step(data)
 

@@ -142,7 +142,9 @@ class Trainer:
                         c.warmup_batch_size,
                         c.warmup_lr,
                         c.seed,
-                        lambda k, loss: self.on_event("warmup", {"step": k, "loss": loss}),
+                        lambda k, loss: self.on_event(
+                            "warmup", {"step": k, "of": c.warmup_steps, "loss": loss}
+                        ),
                     )
                 )
                 record["ran"] = True

@@ -47,15 +47,20 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path, edgecl_home):
 
     model = make_tiny_mlx(tmp_path / "tiny")
     task = tmp_path / "sums.jsonl"
-    task.write_text("\n".join(json.dumps({"prompt": f"{i} + 1?", "answer": str(i + 1)})
-                              for i in range(20)))
-    args = ["learn", "--task", str(task), "--budget", "0.3", "--steps", "40", "--batch-size",
-            "2", "--group-size", "2", "--max-tokens", "8", "--model", str(model),
-            "--warmup-steps", "0", "--run-name", "stopme"]
+    task.write_text(
+        "\n".join(json.dumps({"prompt": f"{i} + 1?", "answer": str(i + 1)}) for i in range(20))
+    )
+    options = "--budget 0.3 --steps 40 --batch-size 2 --group-size 2 --max-tokens 8"
+    options += " --warmup-steps 0 --run-name stopme"
+    args = ["learn", "--task", str(task), "--model", str(model), *options.split()]
     env = dict(os.environ, EDGECL_HOME=str(edgecl_home), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-c", "from edgecl.cli.main import run; run()",
-                             *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from edgecl.cli.main import run; run()", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     for line in proc.stdout:
         if line.startswith("step    2/"):
             proc.send_signal(signal.SIGINT)
