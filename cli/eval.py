@@ -3,6 +3,8 @@
 edgecl eval --task math                          # the base model
 edgecl eval --task math --run my-run             # a run's latest checkpoint (and its model)
 edgecl eval --task math-easy --adapter ./adapter --limit 50 --json
+edgecl eval --task math --run my-run --cloud openai --cloud-model NAME \
+    --cloud-url http://127.0.0.1:8080/v1 --cloud-key-env OPENAI_API_KEY
 
 Prints local-solved-only accuracy, joint accuracy, cloud ratio, format violations, mean
 response tokens and cloud calls, and stores the result in the `evals` table.
@@ -30,6 +32,9 @@ def eval_(
     cloud: str = typer.Option(
         None, help="reference, reference:ACC or openai:MODEL (default: the run's, else reference)."
     ),
+    cloud_url: str = typer.Option(None, help="OpenAI-compatible base URL, e.g. .../v1."),
+    cloud_model: str = typer.Option(None, help="Model name at the cloud endpoint."),
+    cloud_key_env: str = typer.Option(None, help="Env var holding the API key (never stored)."),
     seed: int = typer.Option(None, help="Task seed (default: the run's, else 0)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -54,12 +59,11 @@ def eval_(
         seed = seed if seed is not None else config.get("seed", 0)
         max_tokens = max_tokens or config.get("max_tokens", 128)
         the_task = get_task(task, config.get("verifier"), seed)
-        if cloud is None and config.get("cloud"):
-            the_cloud = make_cloud(
-                config["cloud"], task=the_task, seed=seed, **(config.get("cloud_options") or {})
-            )
-        else:
-            the_cloud = make_cloud(cloud or "reference", task=the_task, seed=seed)
+        options = {"base_url": cloud_url, "model": cloud_model, "api_key_env": cloud_key_env}
+        if cloud is None:  # the run's cloud, with any option given here taking precedence
+            cloud = config.get("cloud") or "reference"
+            options = {**(config.get("cloud_options") or {}), **_given(options)}
+        the_cloud = make_cloud(cloud, task=the_task, seed=seed, **options)
         adapter_path = str(adapter.resolve()) if adapter is not None else None
         local = _load_model(model or config.get("model"), adapter)
 
@@ -74,6 +78,10 @@ def eval_(
         typer.echo(json.dumps({**head, "task": task, "split": "eval", **report}))
         return
     _print(report, task, run, adapter_path, local.name)
+
+
+def _given(options: dict) -> dict:
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _checkpoint(run: str) -> Path:

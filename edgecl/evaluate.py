@@ -91,6 +91,7 @@ def evaluate(
         "max_tokens": max_tokens,
         "seed": seed,
         "items": rows,
+        "cloud_calls": calls,  # every call, as training logs them in the cloud_calls table
     }
 
 

@@ -90,6 +90,8 @@ def test_metrics_follow_their_definitions(task_file):
     assert report["cloud_ratio"] == pytest.approx(2 / 6)
     assert report["format_violation_rate"] == pytest.approx(3 / 6)
     assert report["n_cloud_calls"] == 2 and report["n_cloud_failed"] == 0
+    asked = {r["id"] for r in report["items"] if r["help"]}
+    assert {c["item_id"] for c in report["cloud_calls"]} == asked and len(asked) == 2
     by_question = dict(zip([q for q, _ in QUESTIONS], report["items"]))
     assert by_question["What is 12+30?"]["correct"] and by_question["What is 12+30?"]["help"]
     assert not by_question["What is 12+30?"]["local_correct"]
@@ -225,3 +227,15 @@ def test_cli_eval_unknown_task_and_missing_checkpoint_are_one_line(edgecl_home):
     result = run_cli("eval", "--task", "math", "--run", "fresh", home=edgecl_home)
     assert result.returncode == 1 and "has no checkpoint" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_cli_eval_takes_the_cloud_endpoint_options(tiny_mlx_dir, task_file, edgecl_home):
+    common = ("eval", "--task", str(task_file), "--model", str(tiny_mlx_dir), "--limit", "1")
+    endpoint = ("--cloud", "openai", "--cloud-model", "helper", "--max-tokens", "8")
+    local = run_cli(*common, *endpoint, "--cloud-url", "http://127.0.0.1:9/v1", "--json")
+    assert local.returncode == 0, local.stderr
+    assert json.loads(local.stdout)["cloud"] == "openai:helper@127.0.0.1"
+    remote = ("--cloud-url", "https://api.example.com/v1", "--cloud-key-env", "EDGECL_NO_KEY")
+    missing = run_cli(*common, *endpoint, *remote, home=edgecl_home)
+    assert missing.returncode == 1 and "set EDGECL_NO_KEY" in missing.stderr, missing.stderr
+    assert missing.stderr.count("\n") == 1
