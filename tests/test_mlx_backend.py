@@ -72,10 +72,12 @@ def test_shared_prefix_logprobs_and_gradient_equal_plain_forward(tiny_mlx_dir, c
     weights = [0.7, -1.3, 0.4][: len(prompts)]
 
     prefix, *_ = packed = _pack(prompts, completions)
-    shared = {"shared system prompt": 1, "one prompt G times": len(prompts[0]) - 1}
-    assert prefix.shape[1] >= shared.get(case, 0)
-    if case == "nothing shared":
-        assert prefix.shape[1] == 0
+    whole_prompt_but_one = len(prompts[0]) - 1
+    expected = {"one prompt G times": whole_prompt_but_one, "one row": whole_prompt_but_one}
+    if case == "shared system prompt":
+        assert 0 < prefix.shape[1] < min(len(p) for p in prompts) - 1
+    else:
+        assert prefix.shape[1] == expected.get(case, 0)
 
     forced = model.sequence_logprobs(prompts, completions)
     for p, c, lp in zip(prompts, completions, forced):
