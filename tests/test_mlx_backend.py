@@ -52,7 +52,8 @@ def test_shared_prefix_logprobs_and_gradient_equal_plain_forward(tiny_mlx_dir, c
     import mlx.nn as nn
     from mlx.utils import tree_flatten, tree_unflatten
 
-    from edgecl.backends.mlx_backend import MLXModel, _pack, _pg_loss
+    from edgecl.backends.mlx_backend import MLXModel
+    from edgecl.backends.mlx_loss import pack, pg_loss
 
     model = MLXModel.load(tiny_mlx_dir)
     model.attach_lora(LoraConfig(rank=4, alpha=8), seed=0)
@@ -71,7 +72,7 @@ def test_shared_prefix_logprobs_and_gradient_equal_plain_forward(tiny_mlx_dir, c
     completions = [rng.integers(1, 200, size=k).tolist() for k in (5, 1, 9)][: len(prompts)]
     weights = [0.7, -1.3, 0.4][: len(prompts)]
 
-    prefix, *_ = packed = _pack(prompts, completions)
+    prefix, *_ = packed = pack(prompts, completions)
     whole_prompt_but_one = len(prompts[0]) - 1
     expected = {"one prompt G times": whole_prompt_but_one, "one row": whole_prompt_but_one}
     if case == "shared system prompt":
@@ -91,7 +92,7 @@ def test_shared_prefix_logprobs_and_gradient_equal_plain_forward(tiny_mlx_dir, c
         )
         return -total / 10.0
 
-    _, shared_grads = nn.value_and_grad(model.model, _pg_loss)(
+    _, shared_grads = nn.value_and_grad(model.model, pg_loss)(
         model.model, *packed, mx.array(weights), 10.0
     )
     _, plain_grads = nn.value_and_grad(model.model, plain_loss)(model.model)

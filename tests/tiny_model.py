@@ -180,7 +180,8 @@ def make_protocol_tiny(
     import mlx.optimizers as optim
     from mlx.utils import tree_flatten
 
-    from edgecl.backends.mlx_backend import MLXModel, _pack, _pg_loss
+    from edgecl.backends.mlx_backend import MLXModel
+    from edgecl.backends.mlx_loss import pack, pg_loss
     from edgecl.core.protocol import build_messages
     from edgecl.warmup import demonstration
 
@@ -194,12 +195,12 @@ def make_protocol_tiny(
         for it in task.items("train")
     ]
     optimizer = optim.Adam(learning_rate=lr)
-    loss_and_grad = nn.value_and_grad(model.model, _pg_loss)
+    loss_and_grad = nn.value_and_grad(model.model, pg_loss)
     rng = np.random.default_rng(seed)
     for _ in range(steps):
         batch = [data[i] for i in rng.choice(len(data), 8)]
         n_tokens = sum(len(c) for _, c in batch)
-        packed = _pack([p for p, _ in batch], [c for _, c in batch])
+        packed = pack([p for p, _ in batch], [c for _, c in batch])
         _, grads = loss_and_grad(model.model, *packed, mx.ones(len(batch)), float(n_tokens))
         optimizer.update(model.model, grads)
         mx.eval(model.model.parameters(), optimizer.state)

@@ -19,6 +19,7 @@ import numpy as np
 
 from edgecl.backends.base import Completion, LoraConfig
 from edgecl.backends.blas import preload_openblas
+from edgecl.backends.mlx_loss import pack, pg_loss, token_logprobs
 from edgecl.errors import EdgeclError
 
 preload_openblas()  # must precede the first `import mlx.core` in the process
@@ -27,7 +28,7 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import mlx.optimizers as optim  # noqa: E402
 from mlx.utils import tree_flatten, tree_map, tree_unflatten  # noqa: E402
-from mlx_lm.models.cache import BatchKVCache, create_attention_mask  # noqa: E402
+from mlx_lm.models.cache import BatchKVCache  # noqa: E402
 from mlx_lm.tuner.utils import linear_to_lora_layers  # noqa: E402
 from mlx_lm.utils import load as mlx_lm_load  # noqa: E402
 
@@ -160,8 +161,8 @@ class MLXModel:
         self, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]]
     ) -> list[np.ndarray]:
         """Teacher-forced log pi(completion token | prefix) for each pair, no sampling."""
-        prefix, inputs, positions, targets, _ = _pack(prompts, completions)
-        out = np.array(_token_logprobs(self.model, prefix, inputs, positions, targets))
+        prefix, inputs, positions, targets, _ = pack(prompts, completions)
+        out = np.array(token_logprobs(self.model, prefix, inputs, positions, targets))
         return [out[i, : len(c)] for i, c in enumerate(completions)]
 
     # --------------------------------------------------------------- LoRA
@@ -211,11 +212,11 @@ class MLXModel:
     def policy_gradient(self, prompts, completions, weights, normalizer, micro_batch: int = 8):
         """(loss, gradient tree) of the policy-gradient loss, without stepping."""
         self.model.train()
-        loss_and_grad = nn.value_and_grad(self.model, _pg_loss)
+        loss_and_grad = nn.value_and_grad(self.model, pg_loss)
         total, grads = 0.0, None
         for start in range(0, len(completions), micro_batch):
             end = start + micro_batch
-            batch = _pack(prompts[start:end], completions[start:end])
+            batch = pack(prompts[start:end], completions[start:end])
             w = mx.array(np.asarray(weights[start:end], dtype=np.float32))
             loss, g = loss_and_grad(self.model, *batch, w, float(normalizer))
             grads = g if grads is None else tree_map(mx.add, grads, g)
@@ -325,83 +326,3 @@ def _choose(logprobs: mx.array, temperature: float, top_p: float, key: mx.array)
 def _stop_hit(tokenizer, tail: list[int], stop: Sequence[str]) -> str | None:
     text = tokenizer.decode(tail)
     return next((s for s in stop if s in text), None)
-
-
-def _pack(prompts, completions):
-    """Teacher-forcing inputs for each completion given its prompt.
-
-    The longest prefix common to all prompts (the system prompt; the whole prompt for a group of
-    G completions) is `prefix`, run through the model once; each row of `inputs` holds the rest
-    of its prompt and its completion, right-padded. `positions` are the row positions whose next
-    token is a completion token, `targets` those tokens, and `mask` marks real targets."""
-    shared = _common_prefix_length(prompts)
-    rests = [list(p[shared:]) + list(c) for p, c in zip(prompts, completions)]
-    width = max(len(r) for r in rests) - 1
-    span = max(len(c) for c in completions)
-    inputs = np.zeros((len(rests), width), dtype=np.int32)
-    positions = np.zeros((len(rests), span), dtype=np.int32)
-    targets = np.zeros((len(rests), span), dtype=np.int32)
-    mask = np.zeros((len(rests), span), dtype=np.float32)
-    for i, (p, c, r) in enumerate(zip(prompts, completions, rests)):
-        inputs[i, : len(r) - 1] = r[:-1]
-        first = len(p) - shared - 1  # the last prompt token predicts the first completion token
-        positions[i, : len(c)] = np.arange(first, first + len(c))
-        targets[i, : len(c)] = c
-        mask[i, : len(c)] = 1.0
-    prefix = mx.array([list(prompts[0][:shared])], dtype=mx.int32)
-    return prefix, mx.array(inputs), mx.array(positions), mx.array(targets), mx.array(mask)
-
-
-def _common_prefix_length(prompts) -> int:
-    """Length of the prefix all prompts share, leaving each at least one token of its own."""
-    shortest = min(len(p) for p in prompts)
-    first = prompts[0]
-    for k in range(shortest - 1):
-        if any(p[k] != first[k] for p in prompts):
-            return k
-    return max(shortest - 1, 0)
-
-
-class _SharedPrefixCache:
-    """A differentiable KV cache for training. The first call keeps the prefix's keys and values
-    (batch 1); the second lets every row of its batch attend to them, so gradients from all
-    rows flow back into the one prefix computation."""
-
-    def __init__(self):
-        self.offset = 0
-        self.keys = self.values = None
-
-    def update_and_fetch(self, keys: mx.array, values: mx.array):
-        if self.keys is None:
-            self.keys, self.values, self.offset = keys, values, keys.shape[2]
-            return keys, values
-        rows = keys.shape[0]
-        keys = mx.concatenate([mx.broadcast_to(self.keys, (rows, *self.keys.shape[1:])), keys], 2)
-        values = mx.concatenate(
-            [mx.broadcast_to(self.values, (rows, *self.values.shape[1:])), values], 2
-        )
-        return keys, values
-
-    def make_mask(self, n: int, return_array: bool = False, window_size: int | None = None):
-        return create_attention_mask(n, self.offset, return_array, window_size)
-
-
-def _token_logprobs(model, prefix, inputs, positions, targets):
-    """log pi(target | prefix) at the given positions; only those positions go through the
-    vocabulary projection (the prompt's logits are never needed, and they dominate memory)."""
-    if prefix.shape[1]:
-        cache = [_SharedPrefixCache() for _ in model.layers]
-        model.model(prefix, cache=cache)  # only its keys and values are used
-        hidden = model.model(inputs, cache=cache)
-    else:
-        hidden = model.model(inputs)
-    hidden = mx.take_along_axis(hidden, positions[..., None], axis=1)
-    head = getattr(model, "lm_head", None) or model.model.embed_tokens.as_linear
-    logits = head(hidden).astype(mx.float32)
-    logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-    return mx.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
-
-
-def _pg_loss(model, prefix, inputs, positions, targets, mask, weights, normalizer):
-    sequence_lp = (_token_logprobs(model, prefix, inputs, positions, targets) * mask).sum(axis=1)
-    return -(weights * sequence_lp).sum() / normalizer

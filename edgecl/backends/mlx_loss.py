@@ -1,0 +1,100 @@
+"""Teacher-forced log-probs and the policy-gradient loss on MLX, for any mlx-lm model.
+
+    from edgecl.backends.mlx_loss import pack, pg_loss
+    loss, grads = nn.value_and_grad(model, pg_loss)(model, *pack(prompts, ids), weights, n)
+
+The prefix common to a batch's prompts goes through the model once and every row attends to
+its keys and values: a GRPO group's G completions share their whole prompt, and all prompts
+share the system prompt (the update twice as fast here; benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecl.backends.blas import preload_openblas
+
+preload_openblas()  # must precede the first `import mlx.core` in the process
+
+import mlx.core as mx  # noqa: E402
+from mlx_lm.models.cache import create_attention_mask  # noqa: E402
+
+
+def pack(prompts, completions):
+    """Teacher-forcing inputs for each completion given its prompt.
+
+    The longest prefix common to all prompts (the system prompt; the whole prompt for a group of
+    G completions) is `prefix`, run through the model once; each row of `inputs` holds the rest
+    of its prompt and its completion, right-padded. `positions` are the row positions whose next
+    token is a completion token, `targets` those tokens, and `mask` marks real targets."""
+    shared = common_prefix_length(prompts)
+    rests = [list(p[shared:]) + list(c) for p, c in zip(prompts, completions)]
+    width = max(len(r) for r in rests) - 1
+    span = max(len(c) for c in completions)
+    inputs = np.zeros((len(rests), width), dtype=np.int32)
+    positions = np.zeros((len(rests), span), dtype=np.int32)
+    targets = np.zeros((len(rests), span), dtype=np.int32)
+    mask = np.zeros((len(rests), span), dtype=np.float32)
+    for i, (p, c, r) in enumerate(zip(prompts, completions, rests)):
+        inputs[i, : len(r) - 1] = r[:-1]
+        first = len(p) - shared - 1  # the last prompt token predicts the first completion token
+        positions[i, : len(c)] = np.arange(first, first + len(c))
+        targets[i, : len(c)] = c
+        mask[i, : len(c)] = 1.0
+    prefix = mx.array([list(prompts[0][:shared])], dtype=mx.int32)
+    return prefix, mx.array(inputs), mx.array(positions), mx.array(targets), mx.array(mask)
+
+
+def common_prefix_length(prompts) -> int:
+    """Length of the prefix all prompts share, leaving each at least one token of its own."""
+    shortest = min(len(p) for p in prompts)
+    first = prompts[0]
+    for k in range(shortest - 1):
+        if any(p[k] != first[k] for p in prompts):
+            return k
+    return max(shortest - 1, 0)
+
+
+class SharedPrefixCache:
+    """A differentiable KV cache for training. The first call keeps the prefix's keys and values
+    (batch 1); the second lets every row of its batch attend to them, so gradients from all
+    rows flow back into the one prefix computation."""
+
+    def __init__(self):
+        self.offset = 0
+        self.keys = self.values = None
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array):
+        if self.keys is None:
+            self.keys, self.values, self.offset = keys, values, keys.shape[2]
+            return keys, values
+        rows = keys.shape[0]
+        keys = mx.concatenate([mx.broadcast_to(self.keys, (rows, *self.keys.shape[1:])), keys], 2)
+        values = mx.concatenate(
+            [mx.broadcast_to(self.values, (rows, *self.values.shape[1:])), values], 2
+        )
+        return keys, values
+
+    def make_mask(self, n: int, return_array: bool = False, window_size: int | None = None):
+        return create_attention_mask(n, self.offset, return_array, window_size)
+
+
+def token_logprobs(model, prefix, inputs, positions, targets):
+    """log pi(target | prefix) at the given positions; only those positions go through the
+    vocabulary projection (the prompt's logits are never needed, and they dominate memory)."""
+    if prefix.shape[1]:
+        cache = [SharedPrefixCache() for _ in model.layers]
+        model.model(prefix, cache=cache)  # only its keys and values are used
+        hidden = model.model(inputs, cache=cache)
+    else:
+        hidden = model.model(inputs)
+    hidden = mx.take_along_axis(hidden, positions[..., None], axis=1)
+    head = getattr(model, "lm_head", None) or model.model.embed_tokens.as_linear
+    logits = head(hidden).astype(mx.float32)
+    logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    return mx.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
+
+
+def pg_loss(model, prefix, inputs, positions, targets, mask, weights, normalizer):
+    sequence_lp = (token_logprobs(model, prefix, inputs, positions, targets) * mask).sum(axis=1)
+    return -(weights * sequence_lp).sum() / normalizer
