@@ -62,7 +62,8 @@ def eval_(
         options = {"base_url": cloud_url, "model": cloud_model, "api_key_env": cloud_key_env}
         if cloud is None:  # the run's cloud, with any option given here taking precedence
             cloud = config.get("cloud") or "reference"
-            options = {**(config.get("cloud_options") or {}), **_given(options)}
+            given = {k: v for k, v in options.items() if v is not None}
+            options = {**(config.get("cloud_options") or {}), **given}
         the_cloud = make_cloud(cloud, task=the_task, seed=seed, **options)
         adapter_path = str(adapter.resolve()) if adapter is not None else None
         local = _load_model(model or config.get("model"), adapter)
@@ -78,10 +79,6 @@ def eval_(
         typer.echo(json.dumps({**head, "task": task, "split": "eval", **report}))
         return
     _print(report, task, run, adapter_path, local.name)
-
-
-def _given(options: dict) -> dict:
-    return {k: v for k, v in options.items() if v is not None}
 
 
 def _checkpoint(run: str) -> Path:
