@@ -83,3 +83,14 @@ def run_cli(*args: str, home=None, env: dict | None = None, timeout: int = 600):
         env=full_env,
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def cpu_device():
+    """Run MLX on the CPU for this test (float64 references; a no-op on Linux)."""
+    import mlx.core as mx
+
+    before = mx.default_device()
+    mx.set_default_device(mx.cpu)
+    yield
+    mx.set_default_device(before)

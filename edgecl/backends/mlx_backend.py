@@ -19,7 +19,7 @@ import numpy as np
 
 from edgecl.backends.base import Completion, LoraConfig
 from edgecl.backends.blas import preload_openblas
-from edgecl.backends.mlx_loss import pack, pg_loss, token_logprobs
+from edgecl.backends.mlx_loss import at_least_float32, pack, pg_loss, token_logprobs
 from edgecl.errors import EdgeclError
 
 preload_openblas()  # must precede the first `import mlx.core` in the process
@@ -120,7 +120,7 @@ class MLXModel:
             if not last:
                 # Queue the next forward pass now, so it runs while Python does the bookkeeping;
                 # rows that finish this step cost one wasted position each.
-                logits = self.model(token[:, None], cache=cache)[:, -1, :].astype(mx.float32)
+                logits = at_least_float32(self.model(token[:, None], cache=cache)[:, -1, :])
                 mx.async_eval(token, token_lp, logits)
             keep = []
             for row, (b, t, lp) in enumerate(zip(active, token.tolist(), token_lp.tolist())):
@@ -153,7 +153,7 @@ class MLXModel:
         padding = [width - k for k in lengths]
         tokens = mx.array([[0] * pad + list(p) for p, pad in zip(prompts, padding)])
         cache = [BatchKVCache(padding) for _ in self.model.layers]
-        logits = self.model(tokens, cache=cache)[:, -1, :].astype(mx.float32)
+        logits = at_least_float32(self.model(tokens, cache=cache)[:, -1, :])
         return logits, cache
 
     # --------------------------------------------------------- log-probs

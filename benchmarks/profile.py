@@ -1,0 +1,257 @@
+"""Where a decode step and an update spend their time, against this box's GEMM rate (one run).
+
+    python benchmarks/profile.py                    # batch 32, context 300, micro-batch 8 x 64
+    python benchmarks/profile.py --batch 8 --lora   # with a rank-8 LoRA attached, as in training
+
+Decode: each module call (projections, norms, RoPE, attention, KV-cache update, the vocabulary
+projection) is evaluated on its own and timed; the rest of a real step (graph building, sampling,
+Python) is the step's time minus their sum. The same matmuls run back to back in one graph give
+the floor the step could reach if only the GEMMs cost anything.
+Update: forward alone and forward + backward of the policy-gradient loss on one micro-batch,
+as GFLOP/s (2 x parameters per token forward, twice that with the backward through frozen
+weights) and as a fraction of the GEMM rate. Prints one JSON line per measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections import defaultdict
+
+from edgecl.backends.blas import preload_openblas
+
+preload_openblas()
+
+import mlx.core as mx  # noqa: E402
+import mlx.nn as nn  # noqa: E402
+import numpy as np  # noqa: E402
+from mlx_lm.models import llama  # noqa: E402
+from mlx_lm.models.cache import BatchKVCache  # noqa: E402
+
+from edgecl.backends.base import LoraConfig  # noqa: E402
+from edgecl.backends.mlx_backend import MLXModel  # noqa: E402
+from edgecl.backends.mlx_loss import pack, pg_loss  # noqa: E402
+from edgecl.models.registry import resolve_model  # noqa: E402
+
+
+def emit(kind: str, **data) -> None:
+    print(json.dumps({"kind": kind, "load": os.getloadavg()[0], **data}), flush=True)
+
+
+def gemm_gflops(n: int = 2048, repeats: int = 3) -> float:
+    a, b = mx.random.normal((n, n)), mx.random.normal((n, n))
+    mx.eval(a @ b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        mx.eval(a @ b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def timed(fn, repeats: int = 5) -> float:
+    """Median seconds of fn() with its result evaluated."""
+    mx.eval(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        mx.eval(fn())
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+class OpTimer:
+    """Evaluates and times every call of the patched callables, by label."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def wrap(self, label: str, fn):
+        def timed_call(*args, **kwargs):
+            mx.eval([a for a in args if isinstance(a, mx.array)])
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            mx.eval(out)
+            self.seconds[label] += time.perf_counter() - start
+            self.calls[label] += 1
+            return out
+
+        return timed_call
+
+
+def decode_cache(model: MLXModel, batch: int, context: int):
+    prompt = mx.array(np.random.default_rng(0).integers(100, 40000, size=(batch, context)))
+    cache = [BatchKVCache([0] * batch) for _ in model.model.layers]
+    logits = model.model(prompt, cache=cache)[:, -1, :]
+    mx.eval(logits, [(c.keys, c.values) for c in cache])
+    return cache
+
+
+def profile_decode(model: MLXModel, batch: int, context: int, steps: int, gemm: float) -> None:
+    cfg = model.config
+    params = sum(v.size for _, v in _flat(model.model.parameters()))
+    token = mx.zeros((batch, 1), dtype=mx.int32)
+
+    # The real step: forward with the cache, log-softmax, categorical, as the sampler does.
+    cache = decode_cache(model, batch, context)
+    start = time.perf_counter()
+    for _ in range(steps):
+        logits = model.model(token, cache=cache)[:, -1, :]
+        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        token = mx.random.categorical(logprobs)[:, None].astype(mx.int32)
+        token.tolist()
+    step = (time.perf_counter() - start) / steps
+    flops = 2 * params * batch
+    emit(
+        "decode_step",
+        batch=batch,
+        context=context,
+        seconds=round(step, 4),
+        tok_s=round(batch / step, 1),
+        gflop_s=round(flops / step / 1e9, 1),
+        fraction_of_gemm=round(flops / step / 1e9 / gemm, 3),
+    )
+
+    # Each module evaluated on its own.
+    timer = OpTimer()
+    patched = []
+
+    def patch(owner, name, label):
+        original = getattr(owner, name)
+        patched.append((owner, name, original))
+        setattr(owner, name, timer.wrap(label, original))
+
+    patch(nn.Linear, "__call__", "linear (q,k,v,o,gate,up,down)")
+    patch(nn.RMSNorm, "__call__", "rms_norm")
+    patch(nn.RoPE, "__call__", "rope")
+    patch(BatchKVCache, "update_and_fetch", "kv cache update")
+    patch(llama, "scaled_dot_product_attention", "attention")
+    patch(llama, "swiglu", "swiglu")
+    patch(nn.Embedding, "__call__", "embedding")
+    patch(nn.Embedding, "as_linear", "vocabulary projection")
+    try:
+        from mlx_lm.tuner.lora import LoRALinear
+
+        patch(LoRALinear, "__call__", "lora linear (incl. its base)")
+    except ImportError:
+        pass
+    cache = decode_cache(model, batch, context)
+    start = time.perf_counter()
+    for _ in range(steps):
+        logits = model.model(token, cache=cache)[:, -1, :]
+        mx.eval(logits)
+    total = (time.perf_counter() - start) / steps
+    for owner, name, original in patched:
+        setattr(owner, name, original)
+    parts = {k: v / steps for k, v in timer.seconds.items()}
+    if "lora linear (incl. its base)" in parts:  # LoRALinear calls its base nn.Linear inside
+        parts["lora linear (incl. its base)"] -= parts.get("linear (q,k,v,o,gate,up,down)", 0)
+    parts["other (elementwise, reshapes, eval overhead)"] = total - sum(parts.values())
+    for label, seconds in sorted(parts.items(), key=lambda kv: -kv[1]):
+        emit(
+            "decode_part",
+            part=label,
+            seconds=round(seconds, 5),
+            share=round(seconds / total, 3),
+            calls=timer.calls.get(label, 0) // steps,
+        )
+
+    # Floor: the decode's GEMMs alone, one graph.
+    h, f, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    hd = cfg.get("head_dim", h // cfg["num_attention_heads"])
+    q, kv = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
+    x = mx.random.normal((batch, h))
+    xf = mx.random.normal((batch, f))
+    ws = [mx.random.normal((o, i)) * 0.02 for o, i in ((q, h), (kv, h), (kv, h), (h, q))]
+    ws += [mx.random.normal((f, h)) * 0.02, mx.random.normal((f, h)) * 0.02]
+    down = mx.random.normal((h, f)) * 0.02
+    head = mx.random.normal((v, h)) * 0.02
+
+    def gemms():
+        outs = [x @ w.T for w in ws for _ in range(cfg["num_hidden_layers"])]
+        outs += [xf @ down.T for _ in range(cfg["num_hidden_layers"])]
+        return outs + [x @ head.T]
+
+    floor = timed(gemms)
+    emit(
+        "decode_gemm_floor",
+        seconds=round(floor, 4),
+        gflop_s=round(flops / floor / 1e9, 1),
+        fraction_of_gemm=round(flops / floor / 1e9 / gemm, 3),
+    )
+    for label, (m, k, n) in {
+        "x @ W_q (576x576)": (batch, h, q),
+        "x @ W_up (576x1536)": (batch, h, f),
+        "x @ W_vocab (576x49152)": (batch, h, v),
+    }.items():
+        a, w = mx.random.normal((m, k)), mx.random.normal((n, k))
+        s = timed(lambda a=a, w=w: a @ w.T, repeats=20)
+        emit("gemm_shape", shape=label, batch=m, gflop_s=round(2 * m * k * n / s / 1e9, 1))
+
+
+def profile_update(model: MLXModel, rows: int, prompt_len: int, completion_len: int, gemm: float):
+    rng = np.random.default_rng(0)
+    prompt = rng.integers(100, 40000, size=prompt_len).tolist()
+    prompts = [prompt] * rows  # one GRPO group: the whole prompt is shared
+    completions = [rng.integers(100, 40000, size=completion_len).tolist() for _ in range(rows)]
+    batch = pack(prompts, completions)
+    weights = mx.array(np.linspace(-1, 1, rows).astype(np.float32))
+    params = sum(v.size for _, v in _flat(model.model.parameters()))
+    tokens = prompt_len + rows * completion_len  # the prefix runs once
+    forward = timed(lambda: pg_loss(model.model, *batch, weights, 128.0), repeats=3)
+    model.model.train()
+    both = timed(
+        lambda: nn.value_and_grad(model.model, pg_loss)(model.model, *batch, weights, 128.0),
+        repeats=3,
+    )
+    model.model.eval()
+    for label, seconds, mult in (("forward", forward, 2), ("forward+backward", both, 4)):
+        rate = mult * params * tokens / seconds / 1e9
+        emit(
+            "update",
+            part=label,
+            rows=rows,
+            prompt=prompt_len,
+            completion=completion_len,
+            seconds=round(seconds, 3),
+            gflop_s=round(rate, 1),
+            fraction_of_gemm=round(rate / gemm, 3),
+        )
+
+
+def _flat(tree):
+    from mlx.utils import tree_flatten
+
+    return tree_flatten(tree)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--context", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--lora", action="store_true", help="attach a rank-8 LoRA to all layers")
+    parser.add_argument("--update-rows", type=int, default=8)
+    parser.add_argument("--skip-update", action="store_true")
+    args = parser.parse_args()
+
+    entry = resolve_model(args.model)
+    model = MLXModel.load(entry.mlx_dir, entry.name)
+    if args.lora:
+        model.attach_lora(LoraConfig(rank=8, alpha=16))
+    gemm = gemm_gflops()
+    emit("gemm", n=2048, gflop_s=round(gemm, 1))
+    profile_decode(model, args.batch, args.context, args.steps, gemm)
+    if not args.skip_update:
+        if model.lora is None:
+            model.attach_lora(LoraConfig(rank=8, alpha=16))
+        profile_update(model, args.update_rows, 270, 64, gemm)
+    emit("gemm_after", n=2048, gflop_s=round(gemm_gflops(), 1))
+
+
+if __name__ == "__main__":
+    main()
