@@ -29,10 +29,11 @@ import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx_lm.models import llama  # noqa: E402
 from mlx_lm.models.cache import BatchKVCache  # noqa: E402
+from mlx_lm.tuner.lora import LoRALinear  # noqa: E402
 
 from edgecl.backends.base import LoraConfig  # noqa: E402
 from edgecl.backends.mlx_backend import MLXModel  # noqa: E402
-from edgecl.backends.mlx_loss import pack, pg_loss  # noqa: E402
+from edgecl.backends.mlx_loss import SharedPrefixCache, pack, pg_loss  # noqa: E402
 from edgecl.models.registry import resolve_model  # noqa: E402
 
 
@@ -82,6 +83,48 @@ class OpTimer:
         return timed_call
 
 
+def emit_parts(kind: str, run, repeats: int) -> None:
+    """Run `run` with every module call evaluated and timed on its own; one line per part."""
+    timer = OpTimer()
+    patched = []
+
+    def patch(owner, name, label):
+        original = getattr(owner, name)
+        patched.append((owner, name, original))
+        setattr(owner, name, timer.wrap(label, original))
+
+    patch(nn.Linear, "__call__", "linear (q,k,v,o,gate,up,down)")
+    patch(nn.RMSNorm, "__call__", "rms_norm")
+    patch(nn.RoPE, "__call__", "rope")
+    patch(BatchKVCache, "update_and_fetch", "kv cache update")
+    patch(SharedPrefixCache, "update_and_fetch", "kv cache update")
+    patch(llama, "scaled_dot_product_attention", "attention")
+    patch(llama, "swiglu", "swiglu")
+    patch(nn.Embedding, "__call__", "embedding")
+    patch(nn.Embedding, "as_linear", "vocabulary projection")
+    patch(LoRALinear, "__call__", "lora linear (incl. its base)")
+    start = time.perf_counter()
+    try:
+        run()
+    finally:
+        for owner, name, original in reversed(patched):
+            setattr(owner, name, original)
+    total = (time.perf_counter() - start) / repeats
+    parts = {k: v / repeats for k, v in timer.seconds.items()}
+    if "lora linear (incl. its base)" in parts:  # LoRALinear calls its base nn.Linear inside
+        parts["lora linear (incl. its base)"] -= parts.get("linear (q,k,v,o,gate,up,down)", 0)
+    parts["other (elementwise, reshapes, losses, eval overhead)"] = total - sum(parts.values())
+    for label, seconds in sorted(parts.items(), key=lambda kv: -kv[1]):
+        calls = timer.calls.get(label, 0) // repeats
+        emit(
+            kind,
+            part=label,
+            seconds=round(seconds, 5),
+            share=round(seconds / total, 3),
+            calls=calls,
+        )
+
+
 def decode_cache(model: MLXModel, batch: int, context: int):
     prompt = mx.array(np.random.default_rng(0).integers(100, 40000, size=(batch, context)))
     cache = [BatchKVCache([0] * batch) for _ in model.model.layers]
@@ -115,49 +158,14 @@ def profile_decode(model: MLXModel, batch: int, context: int, steps: int, gemm: 
         fraction_of_gemm=round(flops / step / 1e9 / gemm, 3),
     )
 
-    # Each module evaluated on its own.
-    timer = OpTimer()
-    patched = []
-
-    def patch(owner, name, label):
-        original = getattr(owner, name)
-        patched.append((owner, name, original))
-        setattr(owner, name, timer.wrap(label, original))
-
-    patch(nn.Linear, "__call__", "linear (q,k,v,o,gate,up,down)")
-    patch(nn.RMSNorm, "__call__", "rms_norm")
-    patch(nn.RoPE, "__call__", "rope")
-    patch(BatchKVCache, "update_and_fetch", "kv cache update")
-    patch(llama, "scaled_dot_product_attention", "attention")
-    patch(llama, "swiglu", "swiglu")
-    patch(nn.Embedding, "__call__", "embedding")
-    patch(nn.Embedding, "as_linear", "vocabulary projection")
-    try:
-        from mlx_lm.tuner.lora import LoRALinear
-
-        patch(LoRALinear, "__call__", "lora linear (incl. its base)")
-    except ImportError:
-        pass
+    # Each module evaluated on its own (the cache is filled before the timer goes in).
     cache = decode_cache(model, batch, context)
-    start = time.perf_counter()
-    for _ in range(steps):
-        logits = model.model(token, cache=cache)[:, -1, :]
-        mx.eval(logits)
-    total = (time.perf_counter() - start) / steps
-    for owner, name, original in patched:
-        setattr(owner, name, original)
-    parts = {k: v / steps for k, v in timer.seconds.items()}
-    if "lora linear (incl. its base)" in parts:  # LoRALinear calls its base nn.Linear inside
-        parts["lora linear (incl. its base)"] -= parts.get("linear (q,k,v,o,gate,up,down)", 0)
-    parts["other (elementwise, reshapes, eval overhead)"] = total - sum(parts.values())
-    for label, seconds in sorted(parts.items(), key=lambda kv: -kv[1]):
-        emit(
-            "decode_part",
-            part=label,
-            seconds=round(seconds, 5),
-            share=round(seconds / total, 3),
-            calls=timer.calls.get(label, 0) // steps,
-        )
+
+    def forward():
+        for _ in range(steps):
+            mx.eval(model.model(token, cache=cache)[:, -1, :])
+
+    emit_parts("decode_part", forward, steps)
 
     # Floor: the decode's GEMMs alone, one graph.
     h, f, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
@@ -202,6 +210,9 @@ def profile_update(model: MLXModel, rows: int, prompt_len: int, completion_len: 
     params = sum(v.size for _, v in _flat(model.model.parameters()))
     tokens = prompt_len + rows * completion_len  # the prefix runs once
     forward = timed(lambda: pg_loss(model.model, *batch, weights, 128.0), repeats=3)
+    emit_parts(
+        "update_forward_part", lambda: mx.eval(pg_loss(model.model, *batch, weights, 1.0)), 1
+    )
     model.model.train()
     both = timed(
         lambda: nn.value_and_grad(model.model, pg_loss)(model.model, *batch, weights, 128.0),
