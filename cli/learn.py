@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import typer
@@ -135,17 +136,15 @@ def _build_trainer(config, store):
 
 
 def _print_eta(trainer) -> None:
-    c = trainer.config
-    probe = (trainer.state.warmup or {}).get("probe_after") or (trainer.state.warmup or {}).get(
-        "probe_before"
-    )
+    """From steps measured on this machine with the same settings; else after the first step."""
     remaining = trainer.total_steps - trainer.state.step
-    if probe and probe.get("tokens_per_s"):
-        # Rollouts dominate on CPU; the gradient step costs about half as much again.
-        per_step = 1.5 * c.batch_size * c.group_size * c.max_tokens * 0.8 / probe["tokens_per_s"]
+    measured = trainer.store.step_seconds(trainer.config.to_dict())
+    if measured:
+        per_step = statistics.median(measured)
         console.print(
             f"ETA: about {_duration(per_step * remaining)} for {remaining} steps "
-            f"(~{per_step:.0f} s/step, from the probe's {probe['tokens_per_s']:.0f} tok/s)"
+            f"(~{per_step:.0f} s/step, the median of {len(measured)} steps measured here with "
+            "these settings)"
         )
     else:
         console.print(f"{remaining} steps to go; ETA after the first step")

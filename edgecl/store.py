@@ -122,6 +122,16 @@ class Store:
     def steps(self, run: str) -> list[dict]:
         return self._rows("SELECT * FROM steps WHERE run = ? ORDER BY step", [run])
 
+    def step_seconds(self, like: dict, limit: int = 20) -> list[float]:
+        """Seconds of the newest steps of runs with the same model, batch, G and max tokens."""
+        keys = ("model", "batch_size", "group_size", "max_tokens")
+        match = " AND ".join(f"json_extract(r.config, '$.{k}') IS ?" for k in keys)
+        sql = (
+            f"SELECT s.seconds FROM steps s JOIN runs r ON r.name = s.run WHERE {match} "
+            "ORDER BY s.created DESC, s.step DESC LIMIT ?"
+        )
+        return [row[0] for row in self.db.execute(sql, [like.get(k) for k in keys] + [limit])]
+
     def last_step(self, run: str) -> int | None:
         return self.db.execute("SELECT MAX(step) FROM steps WHERE run = ?", [run]).fetchone()[0]
 

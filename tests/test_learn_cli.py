@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,11 +62,14 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path, edgecl_home):
         text=True,
         env=env,
     )
+    seen = []
     for line in proc.stdout:
+        seen.append(line)
         if line.startswith("step    2/"):
             proc.send_signal(signal.SIGINT)
             break
     out = proc.stdout.read()
+    assert "40 steps to go; ETA after the first step" in "".join(seen)  # nothing measured yet
     assert proc.wait(timeout=120) == 130, out
     assert "edgecl learn --run-name stopme --resume" in out
     done = len(Store().steps("stopme"))
@@ -73,6 +77,7 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path, edgecl_home):
 
     result = run_cli("learn", "--run-name", "stopme", "--resume", home=edgecl_home)
     assert result.returncode == 0, result.stderr
+    assert re.search(rf"s/step, the median of {done} steps measured here", result.stdout)
     steps = Store().steps("stopme")
     assert [s["step"] for s in steps] == list(range(1, 41))
     assert Store().get_run("stopme")["status"] == "done"

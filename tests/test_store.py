@@ -133,3 +133,20 @@ def test_evals_round_trip(store):
     (row,) = store.evals(task="math")
     assert row["details"] == {"per_item": [1, 0]} and row["joint_acc"] == 0.7 and row["created"]
     assert store.evals(run="none") == []
+
+
+def test_step_seconds_come_from_runs_with_the_same_settings(store):
+    small = {"model": None, "batch_size": 4, "group_size": 8, "max_tokens": 128, "lr": 1e-4}
+    for name, config, seconds in (
+        ("a", small, [50.0, 40.0]),
+        ("b", {**small, "lr": 2e-4}, [30.0]),  # other settings that do not change a step's cost
+        ("c", {**small, "max_tokens": 64}, [5.0]),
+        ("d", {**small, "model": "other"}, [7.0]),
+    ):
+        store.create_run(name, config, "math")
+        for step, s in enumerate(seconds, 1):
+            store.record_step(name, {**step_row(step), "seconds": s}, [], [])
+    assert sorted(store.step_seconds(small)) == [30.0, 40.0, 50.0]
+    assert store.step_seconds({**small, "max_tokens": 64}) == [5.0]
+    assert store.step_seconds({**small, "batch_size": 2}) == []
+    assert len(store.step_seconds(small, limit=2)) == 2
