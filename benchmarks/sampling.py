@@ -5,17 +5,20 @@
 
 Both get the same model, prompts and length; every completion runs to max_tokens (EOS is
 ignored by both) so the token counts are equal. Prints a JSON line with the median tokens/s
-of each and their ratio (the table in benchmarks/README.md records measured runs).
+of each, their ratio, and edgecl's decode as a fraction of the float32 GEMM rate measured in
+the same run (2 x parameters FLOPs per token; the table in benchmarks/README.md records runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
 from edgecl.backends.mlx_backend import MLXModel
+from edgecl.core.protocol import SYSTEM_PROMPT
 from edgecl.models.registry import resolve_model
 
 PROMPTS = [
@@ -26,21 +29,34 @@ PROMPTS = [
 ]
 
 
+def gemm_gflops(n: int = 2048) -> float:
+    import mlx.core as mx
+
+    a = mx.random.normal((n, n))
+    mx.eval(a @ a)
+    start = time.perf_counter()
+    mx.eval(a @ a)
+    return 2 * n**3 / (time.perf_counter() - start) / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=None)
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--system", action="store_true", help="the protocol's system prompt")
     args = parser.parse_args()
 
+    from mlx.utils import tree_flatten
     from mlx_lm.generate import batch_generate
     from mlx_lm.sample_utils import make_sampler
 
     entry = resolve_model(args.model)
     model = MLXModel.load(entry.mlx_dir, entry.name)
     model.eos_ids = set()  # run every completion to max_tokens, like the baseline below
-    prompts = [model.chat_ids([{"role": "user", "content": p}]) for p in PROMPTS]
+    system = [{"role": "system", "content": SYSTEM_PROMPT}] if args.system else []
+    prompts = [model.chat_ids([*system, {"role": "user", "content": p}]) for p in PROMPTS]
     n_tokens = len(prompts) * args.group_size * args.max_tokens
     ours, theirs = [], []
     for run in range(args.runs):
@@ -63,8 +79,11 @@ def main() -> None:
             sum(len(t) for t in result.token_ids) if hasattr(result, "token_ids") else n_tokens
         )
         theirs.append(generated / (time.perf_counter() - start))
+    flops = 2 * sum(v.size for _, v in tree_flatten(model.model.parameters()))
+    gemm = gemm_gflops()
     row = {
         "group_size": args.group_size,
+        "prompt_tokens": [len(p) for p in prompts],
         "prompts": len(prompts),
         "max_tokens": args.max_tokens,
         "runs": args.runs,
@@ -72,6 +91,9 @@ def main() -> None:
         "mlx_lm_batch_generate_tok_s": round(statistics.median(theirs), 1),
     }
     row["ratio"] = round(row["edgecl_tok_s"] / row["mlx_lm_batch_generate_tok_s"], 3)
+    row["gemm_gflop_s"] = round(gemm, 1)
+    row["fraction_of_gemm"] = round(row["edgecl_tok_s"] * flops / 1e9 / gemm, 3)
+    row["load"] = os.getloadavg()[0]
     print(json.dumps(row))
 
 

@@ -2,6 +2,7 @@
 
     python benchmarks/warmup.py                 # 40 steps, batch 8, rank 8, lr 2e-4; ~27 min
     python benchmarks/warmup.py --steps 10 --n 16
+    python benchmarks/warmup.py --lora-layers 16    # LoRA on the last 16 layers only
 
 Probes at T=1.0 on `n` easy (math-easy: two-digit sums) and `n` hard (math-hard: multi-step
 arithmetic far beyond a 135M model) train items, one sample each. Prints one JSON object.
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--lora-layers", type=int, default=-1, help="the last N layers (-1: all)")
     parser.add_argument("--n", type=int, default=48, help="probe items per difficulty")
     parser.add_argument("--max-tokens", type=int, default=128)
     args = parser.parse_args()
@@ -49,7 +51,8 @@ def main() -> None:
     probe_tasks = [get_task("math-easy"), get_task("math-hard")]
     before = probe(model, probe_tasks, 2 * args.n, args.max_tokens, seed=1)
     print(json.dumps({"before": summary(before)}), file=sys.stderr, flush=True)
-    model.attach_lora(LoraConfig(rank=args.rank, alpha=2 * args.rank), args.lr, seed=0)
+    lora = LoraConfig(rank=args.rank, alpha=2 * args.rank, num_layers=args.lora_layers)
+    model.attach_lora(lora, args.lr, seed=0)
     start = time.perf_counter()
     record = warmup(
         model,
@@ -69,6 +72,7 @@ def main() -> None:
                 "batch_size": args.batch_size,
                 "lr": args.lr,
                 "rank": args.rank,
+                "lora_layers": args.lora_layers,
                 "warmup_seconds": round(seconds, 1),
                 "first_loss": round(record["first_loss"], 3),
                 "last_loss": round(record["last_loss"], 3),

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgecl.core.advantages import dual_weighted, group_advantages, sample_weights
+from edgecl.core.advantages import MODES, dual_weighted, group_advantages, sample_weights
 from edgecl.errors import EdgeclError
 
 R = [1.0, 0.0, 0.0, -0.1]
@@ -134,3 +134,15 @@ def test_dual_weighted_is_the_advantage_of_the_shaped_reward(rewards, costs, lam
     w = sample_weights(r, c, lam, 8)
     w_shaped = sample_weights(shaped, np.zeros(8), 0.0, 8)
     np.testing.assert_allclose(w, w_shaped, atol=1e-9)
+
+
+@pytest.mark.parametrize("g", range(2, 9))
+@pytest.mark.parametrize("value", [-0.1, 0.0, 0.3, 1.0])
+def test_a_group_of_equal_rewards_and_costs_carries_no_signal(g, value):
+    """Exactly zero weights, so the trainer skips the update (at G=3, -0.1 - mean(-0.1 x 3)
+    is 1.4e-17 in floating point, and Adam would take a full-size step on it)."""
+    for mode in MODES:
+        w = sample_weights([value] * g, [1.0] * g, 0.7, g, mode)
+        assert (w == 0).all(), (mode, w)
+    w = sample_weights([value] * g + [1.0] + [0.0] * (g - 1), [0.0] * 2 * g, 0.7, g)
+    assert (w[:g] == 0).all() and (w[g:] != 0).all()

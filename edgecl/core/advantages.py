@@ -33,7 +33,14 @@ def group_advantages(rewards: np.ndarray, costs: np.ndarray) -> tuple[np.ndarray
     c = np.asarray(costs, dtype=np.float64)
     if r.shape != c.shape:
         raise ValueError(f"rewards {r.shape} and costs {c.shape} differ in shape")
-    return r - r.mean(axis=-1, keepdims=True), c - c.mean(axis=-1, keepdims=True)
+    return _centred(r), _centred(c)
+
+
+def _centred(x: np.ndarray) -> np.ndarray:
+    """x - mean(x) per group, exactly 0 for a group of equal values: the mean of G copies of
+    -0.1 is not exactly -0.1 in floating point, and Adam turns a 1e-17 weight into a full step."""
+    equal = x.max(axis=-1, keepdims=True) == x.min(axis=-1, keepdims=True)
+    return np.where(equal, 0.0, x - x.mean(axis=-1, keepdims=True))
 
 
 def dual_weighted(a_r: np.ndarray, a_c: np.ndarray, lam: float) -> np.ndarray:

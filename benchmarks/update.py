@@ -1,0 +1,91 @@
+"""The policy-gradient update at several micro-batch sizes, on one step's worth of sequences.
+
+    python benchmarks/update.py                   # 4 prompts x G=8, 64-token completions
+    python benchmarks/update.py --micro-batches 8 16 --completion 128
+
+The prompts are the `math` task's (system prompt + question, ~270 tokens), completions random
+ids; LoRA rank 8 on every layer, as `edgecl learn` trains. One JSON line per micro-batch size:
+seconds for the whole update (gradient accumulated over the micro-batches, Adam step), peak
+memory, and GFLOP/s against the float32 GEMM rate measured in the same run (4 x parameters per
+token: forward, and the backward through frozen weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+from edgecl.backends.base import LoraConfig
+from edgecl.backends.mlx_backend import MLXModel
+from edgecl.core.protocol import build_messages
+from edgecl.models.registry import resolve_model
+from edgecl.tasks.registry import get_task
+
+
+def gemm_gflops(n: int = 2048) -> float:
+    import mlx.core as mx
+
+    a = mx.random.normal((n, n))
+    mx.eval(a @ a)
+    start = time.perf_counter()
+    mx.eval(a @ a)
+    return 2 * n**3 / (time.perf_counter() - start) / 1e9
+
+
+def main() -> None:
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--completion", type=int, default=64)
+    parser.add_argument("--micro-batches", type=int, nargs="+", default=[4, 8, 16, 32])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--lora-layers", type=int, default=-1, help="the last N layers (-1: all)")
+    args = parser.parse_args()
+
+    entry = resolve_model(None)
+    model = MLXModel.load(entry.mlx_dir, entry.name)
+    model.attach_lora(LoraConfig(rank=8, alpha=16, num_layers=args.lora_layers))
+    task = get_task("math", None, 0)
+    items = task.items("train")[: args.prompts]
+    prompt_ids = [model.chat_ids(build_messages(task.kind, i.question, i.choices)) for i in items]
+    rng = np.random.default_rng(0)
+    prompts = [p for p in prompt_ids for _ in range(args.group_size)]
+    completions = [rng.integers(100, 40000, args.completion).tolist() for _ in prompts]
+    weights = np.linspace(-1, 1, len(prompts))
+    params = sum(v.size for _, v in tree_flatten(model.model.parameters()))
+    tokens = sum(len(p) for p in prompt_ids) + len(prompts) * args.completion
+    for micro in args.micro_batches:
+        gemm = gemm_gflops()
+        model.policy_gradient_step(prompts, completions, weights, 128, micro_batch=micro)
+        mx.reset_peak_memory()
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            model.policy_gradient_step(prompts, completions, weights, 128, micro_batch=micro)
+            times.append(time.perf_counter() - start)
+        seconds = float(np.median(times))
+        rate = 4 * params * tokens / seconds / 1e9  # prompts counted once: the ideal sharing
+        row = {
+            "micro_batch": micro,
+            "lora_layers": args.lora_layers,
+            "sequences": len(prompts),
+            "completion": args.completion,
+            "seconds": round(seconds, 2),
+            "peak_gb": round(mx.get_peak_memory() / 1e9, 2),
+            "gflop_s": round(rate, 1),
+            "gemm_gflop_s": round(gemm, 1),
+            "fraction_of_gemm": round(rate / gemm, 3),
+            "load": os.getloadavg()[0],
+        }
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
