@@ -3,10 +3,11 @@
     python benchmarks/profile.py                    # batch 32, context 300, micro-batch 8 x 64
     python benchmarks/profile.py --batch 8 --lora   # with a rank-8 LoRA attached, as in training
 
-Decode: each module call (projections, norms, RoPE, attention, KV-cache update, the vocabulary
-projection) is evaluated on its own and timed; the rest of a real step (graph building, sampling,
-Python) is the step's time minus their sum. The same matmuls run back to back in one graph give
-the floor the step could reach if only the GEMMs cost anything.
+Decode: a whole step (forward, token choice, the token back to Python) through mlx-lm's forward
+with sampling in MLX, and through edgecl's sampler; then each module call of mlx-lm's forward
+(projections, norms, RoPE, attention, KV-cache update, the vocabulary projection) is evaluated
+on its own and timed, the rest being the forward's time minus their sum. The same matmuls run
+back to back in one graph give the floor the step could reach if only the GEMMs cost anything.
 Update: forward alone and forward + backward of the policy-gradient loss on one micro-batch,
 as GFLOP/s (2 x parameters per token forward, twice that with the backward through frozen
 weights) and as a fraction of the GEMM rate. Prints one JSON line per measurement.
@@ -32,7 +33,7 @@ from mlx_lm.models.cache import BatchKVCache  # noqa: E402
 from mlx_lm.tuner.lora import LoRALinear  # noqa: E402
 
 from edgecl.backends.base import LoraConfig  # noqa: E402
-from edgecl.backends.mlx_backend import MLXModel  # noqa: E402
+from edgecl.backends.mlx_backend import MLXModel, next_tokens  # noqa: E402
 from edgecl.backends.mlx_loss import SharedPrefixCache, pack, pg_loss  # noqa: E402
 from edgecl.models.registry import resolve_model  # noqa: E402
 
@@ -138,25 +139,36 @@ def profile_decode(model: MLXModel, batch: int, context: int, steps: int, gemm: 
     params = sum(v.size for _, v in _flat(model.model.parameters()))
     token = mx.zeros((batch, 1), dtype=mx.int32)
 
-    # The real step: forward with the cache, log-softmax, categorical, as the sampler does.
-    cache = decode_cache(model, batch, context)
-    start = time.perf_counter()
-    for _ in range(steps):
+    # A whole decode step, two ways: mlx-lm's forward with sampling in MLX (the sampler until
+    # 2026-11-30), and edgecl's sampler today (`MLXModel._decode`, numpy `next_tokens`).
+    def mlx_lm_step(token, cache, rng):
         logits = model.model(token, cache=cache)[:, -1, :]
         logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-        token = mx.random.categorical(logprobs)[:, None].astype(mx.int32)
-        token.tolist()
-    step = (time.perf_counter() - start) / steps
+        return mx.random.categorical(logprobs)[:, None].astype(mx.int32)
+
+    def edgecl_step(token, cache, rng):
+        tokens, _ = next_tokens(np.array(model._decode(token, cache)), 1.0, 1.0, rng)
+        return mx.array(tokens)[:, None]
+
     flops = 2 * params * batch
-    emit(
-        "decode_step",
-        batch=batch,
-        context=context,
-        seconds=round(step, 4),
-        tok_s=round(batch / step, 1),
-        gflop_s=round(flops / step / 1e9, 1),
-        fraction_of_gemm=round(flops / step / 1e9 / gemm, 3),
-    )
+    for label, step_fn in (("mlx-lm forward, MLX sampling", mlx_lm_step), ("edgecl", edgecl_step)):
+        cache = decode_cache(model, batch, context)
+        rng = np.random.default_rng(0)
+        start = time.perf_counter()
+        for _ in range(steps):
+            token = step_fn(token, cache, rng)
+            token.tolist()
+        step = (time.perf_counter() - start) / steps
+        emit(
+            "decode_step",
+            path=label,
+            batch=batch,
+            context=context,
+            seconds=round(step, 4),
+            tok_s=round(batch / step, 1),
+            gflop_s=round(flops / step / 1e9, 1),
+            fraction_of_gemm=round(flops / step / 1e9 / gemm, 3),
+        )
 
     # Each module evaluated on its own (the cache is filled before the timer goes in).
     cache = decode_cache(model, batch, context)

@@ -19,7 +19,7 @@ import numpy as np
 
 from edgecl.backends.base import Completion, LoraConfig
 from edgecl.backends.blas import preload_openblas
-from edgecl.backends.mlx_loss import at_least_float32, pack, pg_loss, token_logprobs
+from edgecl.backends.mlx_loss import at_least_float32, lm_head, pack, pg_loss, token_logprobs
 from edgecl.errors import EdgeclError
 
 preload_openblas()  # must precede the first `import mlx.core` in the process
@@ -152,17 +152,13 @@ class MLXModel:
         for layer, c in zip(inner.layers, cache):
             h = h + _decode_attention(layer.self_attn, layer.input_layernorm(h), c, mask)
             h = h + layer.mlp(layer.post_attention_layernorm(h))
-        return self._head(inner.norm(h))[:, -1, :]
+        return lm_head(self.model)(inner.norm(h))[:, -1, :]
 
     @property
     def _llama_like(self) -> bool:
         return type(self.model).__module__ == "mlx_lm.models.llama" and not any(
             layer.use_sliding for layer in self.model.model.layers
         )
-
-    def _head(self, hidden: mx.array) -> mx.array:
-        head = getattr(self.model, "lm_head", None) or self.model.model.embed_tokens.as_linear
-        return head(hidden)
 
     def _prefill(self, prompts: Sequence[Sequence[int]]):
         lengths = [len(p) for p in prompts]
@@ -331,10 +327,9 @@ def _to_float32(p: mx.array) -> mx.array:
 
 
 def _decode_attention(attn: nn.Module, x: mx.array, cache, mask: mx.array) -> mx.array:
-    """mlx-lm's llama attention for one query per row, as grouped matmuls over the cache.
-
-    MLX's CPU `scaled_dot_product_attention` copies the cache's keys and values on every call
-    (3.3 ms against 2.1 ms a layer at 32 rows x 300 keys here; benchmarks/README.md)."""
+    """mlx-lm's llama attention for one query per row, as grouped matmuls over the cache: on the
+    CPU, MLX's `scaled_dot_product_attention` took 3.3 ms a layer at 32 rows x 300 keys here,
+    these 2.1 ms (benchmarks/README.md)."""
     rows, n_heads, n_kv, dim = x.shape[0], attn.n_heads, attn.n_kv_heads, attn.head_dim
     q = attn.rope(attn.q_proj(x).reshape(rows, 1, n_heads, dim).swapaxes(1, 2), offset=cache.offset)
     k = attn.rope(attn.k_proj(x).reshape(rows, 1, n_kv, dim).swapaxes(1, 2), offset=cache.offset)

@@ -89,10 +89,14 @@ def token_logprobs(model, prefix, inputs, positions, targets):
     else:
         hidden = model.model(inputs)
     hidden = mx.take_along_axis(hidden, positions[..., None], axis=1)
-    head = getattr(model, "lm_head", None) or model.model.embed_tokens.as_linear
-    logits = at_least_float32(head(hidden))
+    logits = at_least_float32(lm_head(model)(hidden))
     logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
     return mx.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
+
+
+def lm_head(model):
+    """The vocabulary projection: lm_head, or the tied embedding."""
+    return getattr(model, "lm_head", None) or model.model.embed_tokens.as_linear
 
 
 def at_least_float32(x: mx.array) -> mx.array:
