@@ -44,6 +44,7 @@ def learn(
     scale_rewards: str = typer.Option("none", help="none (eq. 8) or group (std-normalised)."),
     verifier: str = typer.Option(None, help="math-verify (default) or exact (the paper's)."),
     warmup_steps: int = typer.Option(40, help="Phase-0 supervised steps if the probe fails."),
+    rewarm: bool = typer.Option(False, help="Warm up again instead of reusing a stored warm-up."),
 ) -> None:
     """Train the local model on a task with a cloud budget (DA-GRPO)."""
     from edgecl.config import (
@@ -98,7 +99,7 @@ def learn(
         )
     trainer = _build_trainer(config, store)
     try:
-        trainer.prepare(resume=resume)
+        trainer.prepare(resume=resume, rewarm=rewarm)
         _print_eta(trainer)
         trainer.run()
     except KeyboardInterrupt:
@@ -166,6 +167,14 @@ class _Display:
                 f"probe: format {data['format']:.0%} of {data['n']}; easy correct "
                 f"{e['correct']}/{e['n']}, help on easy {e['help']}/{e['n']}, "
                 f"help on hard {h['help']}/{h['n']}"
+            )
+        elif kind == "warmup_reused":
+            after = data.get("probe_after") or {}
+            console.print(
+                f"warm-up: reusing the one made {data.get('made', '?')[:16].replace('T', ' ')} UTC "
+                "for this model, tasks "
+                f"and settings (format {after.get('format', 0):.0%} after it; "
+                f"{data['reused']}); --rewarm redoes it"
             )
         elif kind == "warmup":
             step, total = data["step"], data["of"]

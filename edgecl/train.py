@@ -27,9 +27,15 @@ from edgecl.core.advantages import sample_weights
 from edgecl.core.dual import CollapseDetector, TauSchedule, batch_cost_ratio, dual_update
 from edgecl.errors import EdgeclError
 from edgecl.rollout import Rollout, collect
-from edgecl.store import Store
+from edgecl.store import Store, now
 from edgecl.tasks.registry import get_task
-from edgecl.warmup import probe, warmup
+from edgecl.warmup import probe, warmup, warmup_key
+
+# The settings that shape a warm-up: runs that agree on these (and on model and tasks) share one.
+WARMUP_SETTINGS = (
+    "warmup_steps", "warmup_batch_size", "warmup_lr", "lora_rank", "lora_alpha", "lora_layers",
+    "seed", "probe_size", "max_tokens", "format_threshold", "verifier",
+)  # fmt: skip
 
 
 @dataclass
@@ -74,8 +80,9 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ start / resume
-    def prepare(self, resume: bool = False) -> None:
-        """Start a new run or resume one, then run the warm-up (phase 0) if not done yet."""
+    def prepare(self, resume: bool = False, rewarm: bool = False) -> None:
+        """Start a new run or resume one, then the warm-up (phase 0) if not done yet: a stored
+        one for this model, tasks and settings, unless `rewarm`."""
         c = self.config
         if resume:
             if self.store.get_run(c.run_name) is None:
@@ -97,7 +104,7 @@ class Trainer:
                 adapter_dir=str(self.checkpoint),
             )
         if self.state.warmup is None:
-            self.run_warmup()
+            self.run_warmup(rewarm)
 
     def _attach(self) -> None:
         c = self.config
@@ -121,11 +128,37 @@ class Trainer:
                 cloud.load_state_dict(self.state.clouds.get(str(index), {}))
         self.store.truncate_after(self.config.run_name, self.state.step)
 
-    def run_warmup(self) -> dict:
+    def run_warmup(self, rewarm: bool = False) -> dict:
         """Phase 0: probe the protocol; below the threshold, supervised steps on demonstrations.
 
-        Recorded in the checkpoint and the run row; DA-GRPO then starts with a fresh optimizer.
+        A warm-up that ran is stored and reused by later runs with the same key (`rewarm`
+        redoes it). Recorded in the checkpoint and the run row; DA-GRPO then starts with a fresh
+        optimizer.
         """
+        c = self.config
+        stored = self.stored_warmup()
+        if c.warmup_steps > 0 and not rewarm and stored.is_dir():
+            record = {**self.model.load_adapter(stored)["warmup"], "reused": str(stored)}
+            self.on_event("warmup_reused", record)
+            self.model.set_optimizer(c.lr)
+        else:
+            record = self._warm_up()
+            self.model.set_optimizer(c.lr)
+            if record["ran"]:
+                record["made"] = now()
+                self.model.save_adapter(stored, extra={"warmup": record})
+        self.state.warmup = record
+        self.store.update_run(c.run_name, warmup=record)
+        self.save()
+        return record
+
+    def stored_warmup(self) -> Path:
+        """Where this run's warm-up is (or will be) stored."""
+        settings = {k: getattr(self.config, k) for k in WARMUP_SETTINGS}
+        key = warmup_key(self.model.fingerprint, [p.task for p in self.config.phases], settings)
+        return paths.data_dir() / "warmups" / key
+
+    def _warm_up(self) -> dict:
         c = self.config
         record: dict = {"ran": False}
         if c.warmup_steps > 0:
@@ -152,10 +185,6 @@ class Trainer:
                     self.model, self.tasks, c.probe_size, c.max_tokens, c.seed + 1
                 )
                 self.on_event("probe", record["probe_after"])
-                self.model.set_optimizer(c.lr)
-        self.state.warmup = record
-        self.store.update_run(c.run_name, warmup=record)
-        self.save()
         return record
 
     def save(self) -> None:

@@ -8,12 +8,18 @@ short step and the help trigger for items far beyond reach.
 
     edgecl learn --task math --budget 0.3            # probes, warms up if needed, then DA-GRPO
     python benchmarks/warmup.py                      # the probe before/after, measured
+
+A finished warm-up is stored in the data dir under a key of the model, the tasks and the
+warm-up settings (`warmup_key`); later runs with the same key load it instead of warming up
+again (`edgecl learn --rewarm` redoes it).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -25,7 +31,20 @@ from edgecl.core.protocol import (
     parse_response,
 )
 from edgecl.rollout import answer_of
-from edgecl.tasks.base import MAX_STEPS, Item
+from edgecl.tasks.base import MAX_STEPS, Item, stable_hash
+
+RECIPE_VERSION = 1  # bump when the demonstrations or the recipe change: stored warm-ups go stale
+
+
+def warmup_key(model_fingerprint: str, task_specs: list[str], settings: dict) -> str:
+    """Names a stored warm-up: the same base model, tasks (a JSONL file by its content) and
+    settings give the same key on any machine."""
+    tasks = [
+        stable_hash(Path(spec).read_text()) if Path(spec).is_file() else spec.strip().lower()
+        for spec in task_specs
+    ]
+    identity = {"recipe": RECIPE_VERSION, "model": model_fingerprint, "tasks": tasks, **settings}
+    return stable_hash(json.dumps(identity, sort_keys=True))[:16]
 
 
 def demonstration(task, item: Item) -> str:

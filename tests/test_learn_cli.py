@@ -81,3 +81,28 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path, edgecl_home):
     steps = Store().steps("stopme")
     assert [s["step"] for s in steps] == list(range(1, 41))
     assert Store().get_run("stopme")["status"] == "done"
+
+
+def test_second_run_reuses_the_warmup_and_rewarm_redoes_it(tmp_path, edgecl_home):
+    from tiny_model import make_tiny_mlx
+
+    model = make_tiny_mlx(tmp_path / "tiny")
+    task = tmp_path / "sums.jsonl"
+    task.write_text(
+        "\n".join(json.dumps({"prompt": f"{i} + 2?", "answer": str(i + 2)}) for i in range(9))
+    )
+    options = "--budget 0.3 --steps 1 --batch-size 2 --group-size 2 --max-tokens 8 --warmup-steps 2"
+
+    def learn(name, *extra):
+        args = ["learn", "--task", str(task), "--model", str(model), *options.split()]
+        result = run_cli(*args, "--run-name", name, *extra, home=edgecl_home)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    first = learn("one")
+    assert "warm-up step 2/2" in first and "reusing" not in first
+    second = learn("two")
+    assert "warm-up: reusing the one made" in second and "--rewarm redoes it" in second
+    assert "warm-up step" not in second and "probe:" not in second
+    third = learn("three", "--rewarm")
+    assert "warm-up step 2/2" in third and "reusing" not in third

@@ -109,6 +109,45 @@ def test_exact_resume(model_dir, task_file):
     assert [s["lambda_after"] for s in store.steps("split")] == [x[2] for x in seen]
 
 
+def test_warmup_is_stored_and_reused(model_dir, task_file, tmp_path):
+    """A second run with the same model, task and warm-up settings loads the stored warm-up
+    (the same adapter, no probe, no steps); other settings, another task file or `rewarm`
+    warm up again."""
+
+    def start(name, rewarm=False, config=None):
+        events = []
+        trainer = Trainer(
+            config or make_config(task_file, name),
+            MLXModel.load(model_dir, "tiny-protocol"),
+            Store(),
+            on_event=lambda kind, data: events.append(kind),
+        )
+        trainer.prepare(rewarm=rewarm)
+        return trainer, events
+
+    first, events = start("first")
+    assert first.state.warmup["ran"] and "warmup" in events and "warmup_reused" not in events
+    stored = first.stored_warmup()
+    assert stored.is_dir() and first.state.warmup["made"]
+
+    second, events = start("second")
+    assert events == ["warmup_reused"]
+    assert second.state.warmup["reused"] == str(stored)
+    assert second.state.warmup["probe_after"] == first.state.warmup["probe_after"]
+    assert adapter_bytes(second) == adapter_bytes(first)
+    assert Store().get_run("second")["warmup"]["reused"] == str(stored)
+
+    third, events = start("third", config=make_config(task_file, "third", warmup_steps=3))
+    assert "warmup_reused" not in events and third.stored_warmup() != stored
+    copy = tmp_path / "sums.jsonl"
+    copy.write_text(task_file.read_text() + "\n" + json.dumps({"prompt": "1 + 1?", "answer": "2"}))
+    fourth, events = start("fourth", config=make_config(copy, "fourth"))
+    assert "warmup_reused" not in events and fourth.stored_warmup() != stored
+    fifth, events = start("fifth", rewarm=True)
+    assert "warmup_reused" not in events and "warmup" in events
+    assert "reused" not in fifth.state.warmup
+
+
 def test_stored_lambda_follows_dual_update_and_one_call_per_group(model_dir, task_file):
     trainer = make_trainer(model_dir, make_config(task_file, "dual", steps=4))
     trainer.prepare()
