@@ -40,7 +40,6 @@ class TrainConfig:
     cloud: str = "reference"
     cloud_options: dict = field(default_factory=dict)
     seed: int = 0
-    mode: str = "da-grpo"
     scale_rewards: str = "none"
     reward_variant: str = "literal"
     verifier: str | None = None
@@ -77,6 +76,12 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         data = dict(data)
+        # Runs stored before --mode was removed (its grpo/gapg only swapped the advantages).
+        if data.pop("mode", "da-grpo") != "da-grpo":
+            raise EdgeclError(
+                f"run {data.get('run_name')!r} used an advantage mode edgecl no longer offers: "
+                "start a new run"
+            )
         data["phases"] = [Phase(**p) for p in data["phases"]]
         return cls(**data)
 

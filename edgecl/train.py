@@ -249,8 +249,7 @@ class Trainer:
             np.array(rollout.costs),
             lam,
             c.group_size,
-            c.mode,
-            c.scale_rewards,
+            scale_rewards=c.scale_rewards,
         )
 
     def step(self, guard=None) -> dict:

@@ -106,3 +106,19 @@ def test_second_run_reuses_the_warmup_and_rewarm_redoes_it(tmp_path, edgecl_home
     assert "warm-up step" not in second and "probe:" not in second
     third = learn("three", "--rewarm")
     assert "warm-up step 2/2" in third and "reusing" not in third
+
+
+@pytest.mark.parametrize("mode", ["gapg", "da-grpo"])
+def test_runs_stored_with_the_removed_mode_option(mode, edgecl_home):
+    """`--mode grpo|gapg` is gone: such a run cannot resume (one line), a da-grpo one loads."""
+    from edgecl.config import Phase, TrainConfig
+
+    config = TrainConfig(run_name="old", phases=[Phase("math", "0.3", 1)]).to_dict()
+    Store().create_run("old", {**config, "mode": mode}, "math")
+    assert TrainConfig.from_dict({**config, "mode": "da-grpo"}).run_name == "old"
+    result = run_cli("learn", "--run-name", "old", "--resume", "--help", home=edgecl_home)
+    assert result.returncode == 0 and not re.search(r"--mode\b", result.stdout)
+    if mode != "da-grpo":
+        result = run_cli("learn", "--run-name", "old", "--resume", home=edgecl_home)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1
+        assert "used an advantage mode edgecl no longer offers" in result.stderr
