@@ -162,7 +162,10 @@ def run_ours(args, entry, home: Path) -> tuple[list[dict], list]:
     )
     items = trainer.batch(0, 0)  # the first step's prompts: mlx-lm-lora gets the same
     rows = []
+    import mlx.core as mx
+
     for _ in range(args.steps):
+        mx.reset_peak_memory()
         start = time.perf_counter()
         row = trainer.step()
         wall = time.perf_counter() - start  # + checkpoint write and SQLite row
@@ -187,6 +190,7 @@ def run_ours(args, entry, home: Path) -> tuple[list[dict], list]:
             forced = _forced_grad(trainer, model)
             out.update(seconds_grad_forced=round(forced, 3), load=load())
             out["seconds_step"] = round(out["seconds"] + forced, 3)
+        out["peak_memory_gb"] = round(mx.get_peak_memory() / 1e9, 2)  # as mlx-lm-lora reports
         emit(out)
         rows.append(out)
     return rows, items
