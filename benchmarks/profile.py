@@ -36,21 +36,11 @@ from edgecl.backends.base import LoraConfig  # noqa: E402
 from edgecl.backends.mlx_backend import MLXModel, next_tokens  # noqa: E402
 from edgecl.backends.mlx_loss import SharedPrefixCache, pack, pg_loss  # noqa: E402
 from edgecl.models.registry import resolve_model  # noqa: E402
+from gemm import gemm_gflops  # noqa: E402
 
 
 def emit(kind: str, **data) -> None:
     print(json.dumps({"kind": kind, "load": os.getloadavg()[0], **data}), flush=True)
-
-
-def gemm_gflops(n: int = 2048, repeats: int = 3) -> float:
-    a, b = mx.random.normal((n, n)), mx.random.normal((n, n))
-    mx.eval(a @ b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        mx.eval(a @ b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
 
 
 def timed(fn, repeats: int = 5) -> float:

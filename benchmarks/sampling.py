@@ -26,6 +26,7 @@ from edgecl.backends.mlx_backend import MLXModel
 from edgecl.core.protocol import STOP_STRINGS, SYSTEM_PROMPT, build_messages
 from edgecl.models.registry import resolve_model
 from edgecl.tasks.registry import get_task
+from gemm import gemm_gflops
 
 PROMPTS = [
     "What is 17 + 25? Let's think step by step.",
@@ -33,16 +34,6 @@ PROMPTS = [
     "Which planet is known as the red planet? Possible answers: A. Mars B. Venus",
     "Name three colours and explain why the sky is blue.",
 ]
-
-
-def gemm_gflops(n: int = 2048) -> float:
-    import mlx.core as mx
-
-    a = mx.random.normal((n, n))
-    mx.eval(a @ a)
-    start = time.perf_counter()
-    mx.eval(a @ a)
-    return 2 * n**3 / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:

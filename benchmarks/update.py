@@ -24,16 +24,7 @@ from edgecl.backends.mlx_backend import MLXModel
 from edgecl.core.protocol import build_messages
 from edgecl.models.registry import resolve_model
 from edgecl.tasks.registry import get_task
-
-
-def gemm_gflops(n: int = 2048) -> float:
-    import mlx.core as mx
-
-    a = mx.random.normal((n, n))
-    mx.eval(a @ a)
-    start = time.perf_counter()
-    mx.eval(a @ a)
-    return 2 * n**3 / (time.perf_counter() - start) / 1e9
+from gemm import gemm_gflops
 
 
 def main() -> None:

@@ -29,13 +29,7 @@ from edgecl.errors import EdgeclError
 from edgecl.rollout import Rollout, collect
 from edgecl.store import Store, now
 from edgecl.tasks.registry import get_task
-from edgecl.warmup import probe, warmup, warmup_key
-
-# The settings that shape a warm-up: runs that agree on these (and on model and tasks) share one.
-WARMUP_SETTINGS = (
-    "warmup_steps", "warmup_batch_size", "warmup_lr", "lora_rank", "lora_alpha", "lora_layers",
-    "seed", "probe_size", "max_tokens", "format_threshold", "verifier",
-)  # fmt: skip
+from edgecl.warmup import phase0, stored_warmup
 
 
 @dataclass
@@ -136,13 +130,13 @@ class Trainer:
         optimizer.
         """
         c = self.config
-        stored = self.stored_warmup()
+        stored = stored_warmup(self.model.fingerprint, c)
         if c.warmup_steps > 0 and not rewarm and stored.is_dir():
             record = {**self.model.load_adapter(stored)["warmup"], "reused": str(stored)}
             self.on_event("warmup_reused", record)
             self.model.set_optimizer(c.lr)
         else:
-            record = self._warm_up()
+            record = phase0(self.model, self.tasks, c, self.on_event)
             self.model.set_optimizer(c.lr)
             if record["ran"]:
                 record["made"] = now()
@@ -150,41 +144,6 @@ class Trainer:
         self.state.warmup = record
         self.store.update_run(c.run_name, warmup=record)
         self.save()
-        return record
-
-    def stored_warmup(self) -> Path:
-        """Where this run's warm-up is (or will be) stored."""
-        settings = {k: getattr(self.config, k) for k in WARMUP_SETTINGS}
-        key = warmup_key(self.model.fingerprint, [p.task for p in self.config.phases], settings)
-        return paths.data_dir() / "warmups" / key
-
-    def _warm_up(self) -> dict:
-        c = self.config
-        record: dict = {"ran": False}
-        if c.warmup_steps > 0:
-            record["probe_before"] = probe(
-                self.model, self.tasks, c.probe_size, c.max_tokens, c.seed
-            )
-            self.on_event("probe", record["probe_before"])
-            if record["probe_before"]["format"] < c.format_threshold:
-                record.update(
-                    warmup(
-                        self.model,
-                        self.tasks,
-                        c.warmup_steps,
-                        c.warmup_batch_size,
-                        c.warmup_lr,
-                        c.seed,
-                        lambda k, loss: self.on_event(
-                            "warmup", {"step": k, "of": c.warmup_steps, "loss": loss}
-                        ),
-                    )
-                )
-                record["ran"] = True
-                record["probe_after"] = probe(
-                    self.model, self.tasks, c.probe_size, c.max_tokens, c.seed + 1
-                )
-                self.on_event("probe", record["probe_after"])
         return record
 
     def save(self) -> None:

@@ -10,7 +10,7 @@ short step and the help trigger for items far beyond reach.
     python benchmarks/warmup.py                      # the probe before/after, measured
 
 A finished warm-up is stored in the data dir under a key of the model, the tasks and the
-warm-up settings (`warmup_key`); later runs with the same key load it instead of warming up
+warm-up settings (`stored_warmup`); later runs with the same key load it instead of warming up
 again (`edgecl learn --rewarm` redoes it).
 """
 
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecl import paths
 from edgecl.core.protocol import (
     STOP_STRINGS,
     build_messages,
@@ -34,17 +35,51 @@ from edgecl.rollout import answer_of
 from edgecl.tasks.base import MAX_STEPS, Item, stable_hash
 
 RECIPE_VERSION = 1  # bump when the demonstrations or the recipe change: stored warm-ups go stale
+# The run settings that shape a warm-up: runs that agree on these (and on model and tasks) share it.
+SETTINGS = (
+    "warmup_steps", "warmup_batch_size", "warmup_lr", "lora_rank", "lora_alpha", "lora_layers",
+    "seed", "probe_size", "max_tokens", "format_threshold", "verifier",
+)  # fmt: skip
 
 
-def warmup_key(model_fingerprint: str, task_specs: list[str], settings: dict) -> str:
-    """Names a stored warm-up: the same base model, tasks (a JSONL file by its content) and
-    settings give the same key on any machine."""
+def stored_warmup(model_fingerprint: str, config) -> Path:
+    """Where the warm-up for this base model, tasks (a JSONL file by its content) and settings
+    is stored; the same on any machine."""
     tasks = [
         stable_hash(Path(spec).read_text()) if Path(spec).is_file() else spec.strip().lower()
-        for spec in task_specs
+        for spec in (phase.task for phase in config.phases)
     ]
-    identity = {"recipe": RECIPE_VERSION, "model": model_fingerprint, "tasks": tasks, **settings}
-    return stable_hash(json.dumps(identity, sort_keys=True))[:16]
+    identity = {"recipe": RECIPE_VERSION, "model": model_fingerprint, "tasks": tasks}
+    identity.update({k: getattr(config, k) for k in SETTINGS})
+    return paths.data_dir() / "warmups" / stable_hash(json.dumps(identity, sort_keys=True))[:16]
+
+
+def phase0(model, tasks: list, config, on_event: Callable[[str, dict], None]) -> dict:
+    """Probe the protocol; below `config.format_threshold`, `config.warmup_steps` supervised
+    steps on demonstrations, then probe again. Returns what it did ("ran", the probes, losses)."""
+    c = config
+    record: dict = {"ran": False}
+    if c.warmup_steps > 0:
+        record["probe_before"] = probe(model, tasks, c.probe_size, c.max_tokens, c.seed)
+        on_event("probe", record["probe_before"])
+        if record["probe_before"]["format"] < c.format_threshold:
+            record.update(
+                warmup(
+                    model,
+                    tasks,
+                    c.warmup_steps,
+                    c.warmup_batch_size,
+                    c.warmup_lr,
+                    c.seed,
+                    lambda k, loss: on_event(
+                        "warmup", {"step": k, "of": c.warmup_steps, "loss": loss}
+                    ),
+                )
+            )
+            record["ran"] = True
+            record["probe_after"] = probe(model, tasks, c.probe_size, c.max_tokens, c.seed + 1)
+            on_event("probe", record["probe_after"])
+    return record
 
 
 def demonstration(task, item: Item) -> str:

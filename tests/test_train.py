@@ -15,6 +15,7 @@ from edgecl.backends.mlx_backend import MLXModel
 from edgecl.config import Phase, TrainConfig
 from edgecl.store import Store
 from edgecl.train import Trainer
+from edgecl.warmup import stored_warmup
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +128,7 @@ def test_warmup_is_stored_and_reused(model_dir, task_file, tmp_path):
 
     first, events = start("first")
     assert first.state.warmup["ran"] and "warmup" in events and "warmup_reused" not in events
-    stored = first.stored_warmup()
+    stored = stored_warmup(first.model.fingerprint, first.config)
     assert stored.is_dir() and first.state.warmup["made"]
 
     second, events = start("second")
@@ -138,11 +139,13 @@ def test_warmup_is_stored_and_reused(model_dir, task_file, tmp_path):
     assert Store().get_run("second")["warmup"]["reused"] == str(stored)
 
     third, events = start("third", config=make_config(task_file, "third", warmup_steps=3))
-    assert "warmup_reused" not in events and third.stored_warmup() != stored
+    assert "warmup_reused" not in events
+    assert stored_warmup(third.model.fingerprint, third.config) != stored
     copy = tmp_path / "sums.jsonl"
     copy.write_text(task_file.read_text() + "\n" + json.dumps({"prompt": "1 + 1?", "answer": "2"}))
     fourth, events = start("fourth", config=make_config(copy, "fourth"))
-    assert "warmup_reused" not in events and fourth.stored_warmup() != stored
+    assert "warmup_reused" not in events
+    assert stored_warmup(fourth.model.fingerprint, fourth.config) != stored
     fifth, events = start("fifth", rewarm=True)
     assert "warmup_reused" not in events and "warmup" in events
     assert "reused" not in fifth.state.warmup
