@@ -42,15 +42,18 @@ def test_malformed_jsonl_names_the_lines(tmp_path, edgecl_home):
     assert "line 2" in result.stderr and "line 3" in result.stderr
 
 
-def test_ctrl_c_saves_and_resume_finishes(tmp_path, edgecl_home):
-    """SIGINT after the first step: exit 130 with the checkpoint saved; --resume completes."""
-    from tiny_model import make_tiny_mlx
-
-    model = make_tiny_mlx(tmp_path / "tiny")
-    task = tmp_path / "sums.jsonl"
+def sums_task(directory, n: int):
+    """A JSONL task of n one-line sums, no difficulty field."""
+    task = directory / "sums.jsonl"
     task.write_text(
-        "\n".join(json.dumps({"prompt": f"{i} + 1?", "answer": str(i + 1)}) for i in range(20))
+        "\n".join(json.dumps({"prompt": f"{i} + 1?", "answer": str(i + 1)}) for i in range(n))
     )
+    return task
+
+
+def test_ctrl_c_saves_and_resume_finishes(tmp_path, edgecl_home, tiny_mlx_dir):
+    """SIGINT after the first step: exit 130 with the checkpoint saved; --resume completes."""
+    model, task = tiny_mlx_dir, sums_task(tmp_path, 20)
     options = "--budget 0.3 --steps 40 --batch-size 2 --group-size 2 --max-tokens 8"
     options += " --warmup-steps 0 --run-name stopme"
     args = ["learn", "--task", str(task), "--model", str(model), *options.split()]
@@ -83,14 +86,8 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path, edgecl_home):
     assert Store().get_run("stopme")["status"] == "done"
 
 
-def test_second_run_reuses_the_warmup_and_rewarm_redoes_it(tmp_path, edgecl_home):
-    from tiny_model import make_tiny_mlx
-
-    model = make_tiny_mlx(tmp_path / "tiny")
-    task = tmp_path / "sums.jsonl"
-    task.write_text(
-        "\n".join(json.dumps({"prompt": f"{i} + 2?", "answer": str(i + 2)}) for i in range(9))
-    )
+def test_second_run_reuses_the_warmup_and_rewarm_redoes_it(tmp_path, edgecl_home, tiny_mlx_dir):
+    model, task = tiny_mlx_dir, sums_task(tmp_path, 9)
     options = "--budget 0.3 --steps 1 --batch-size 2 --group-size 2 --max-tokens 8 --warmup-steps 2"
 
     def learn(name, *extra):

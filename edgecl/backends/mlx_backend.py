@@ -49,6 +49,10 @@ class MLXModel:
         self.eos_ids = set(tokenizer.eos_token_ids)
         self.lora: LoraConfig | None = None
         self.optimizer: optim.Optimizer | None = None
+        # Decoding takes `_decode`'s faster path for mlx-lm's llama (no sliding-window layers).
+        self._llama_like = type(model).__module__ == "mlx_lm.models.llama" and not any(
+            layer.use_sliding for layer in model.model.layers
+        )
 
     @classmethod
     def load(cls, model_dir: str | Path, name: str | None = None) -> MLXModel:
@@ -153,12 +157,6 @@ class MLXModel:
             h = h + _decode_attention(layer.self_attn, layer.input_layernorm(h), c, mask)
             h = h + layer.mlp(layer.post_attention_layernorm(h))
         return lm_head(self.model)(inner.norm(h))[:, -1, :]
-
-    @property
-    def _llama_like(self) -> bool:
-        return type(self.model).__module__ == "mlx_lm.models.llama" and not any(
-            layer.use_sliding for layer in self.model.model.layers
-        )
 
     def _prefill(self, prompts: Sequence[Sequence[int]]):
         lengths = [len(p) for p in prompts]
