@@ -10,7 +10,8 @@ on its own and timed, the rest being the forward's time minus their sum. The sam
 back to back in one graph give the floor the step could reach if only the GEMMs cost anything.
 Update: forward alone and forward + backward of the policy-gradient loss on one micro-batch,
 as GFLOP/s (2 x parameters per token forward, twice that with the backward through frozen
-weights) and as a fraction of the GEMM rate. Prints one JSON line per measurement.
+weights) and as a fraction of the GEMM rate. Ops: MLX's exp-based functions against numpy's
+exp, a compiled polynomial exp, and decode attention two ways. One JSON line per measurement.
 """
 
 from __future__ import annotations
@@ -241,6 +242,79 @@ def _flat(tree):
     return tree_flatten(tree)
 
 
+def profile_ops(batch: int, context: int) -> None:
+    """The single ops behind the profile's conclusions, each timed on its own (median ms)."""
+    x = mx.random.normal((32, 49152)) * 3
+    xn = np.array(x)
+    for label, fn in {
+        "x * 1.5": lambda: x * 1.5,
+        "mx.exp": lambda: mx.exp(x),
+        "mx.sigmoid": lambda: mx.sigmoid(x),
+        "mx.tanh": lambda: mx.tanh(x),
+        "mx.logsumexp": lambda: mx.logsumexp(x, axis=-1),
+        "mx.random.categorical": lambda: mx.random.categorical(x),
+        "polynomial exp, mx.compile per shape": lambda: poly_exp(x),
+        "polynomial exp, mx.compile shapeless": lambda: poly_exp_shapeless(x),
+    }.items():
+        emit("op", op=label, shape="32x49152", ms=round(1e3 * timed(fn, repeats=10), 2))
+    emit("op", op="numpy exp", shape="32x49152", ms=round(1e3 * timed_numpy(np.exp, xn), 2))
+    rng = np.random.default_rng(0)
+    ms = 1e3 * timed_numpy(lambda a: next_tokens(a, 1.0, 1.0, rng), xn)
+    emit("op", op="next_tokens (numpy)", shape="32x49152", ms=round(ms, 2))
+
+    # Decode attention, SmolLM2's shapes: 9 query heads on 3 key heads of 64, cache of `context`.
+    heads, kv_heads, dim = 9, 3, 64
+    q = mx.random.normal((batch, heads, 1, dim))
+    keys, values = (mx.random.normal((batch, kv_heads, context, dim)) for _ in range(2))
+
+    def grouped():
+        s = (q.reshape(batch, kv_heads, heads // kv_heads, dim) * 0.125) @ keys.swapaxes(-1, -2)
+        return mx.softmax(s, axis=-1, precise=True) @ values
+
+    for label, fn in {
+        "mx.fast.scaled_dot_product_attention": lambda: mx.fast.scaled_dot_product_attention(
+            q, keys, values, scale=0.125
+        ),
+        "grouped matmuls (_decode_attention)": grouped,
+    }.items():
+        shape = f"{batch} rows x {context} keys"
+        emit("op", op=label, shape=shape, ms=round(1e3 * timed(fn, repeats=20), 2))
+
+
+def timed_numpy(fn, a, repeats: int = 10) -> float:
+    fn(a)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(a)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _poly_exp(x):
+    """exp(x) = 2^n * p(r), r = x - n ln 2 in [-ln2/2, ln2/2], p a degree-6 Taylor polynomial;
+    2^n by writing n + 127 into a float32's exponent bits (relative error 2.5e-7)."""
+    x = mx.clip(x, -87.0, 88.0)
+    n = mx.floor(x * 1.4426950408889634 + 0.5)
+    r = x - n * 0.693145751953125 - n * 1.428606765330187e-06
+    p = 1 + r * (1 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r / 720)))))
+    return p, (n.astype(mx.int32) + 127) << 23
+
+
+def _poly_full(x):
+    p, bits = _poly_exp(x)
+    return p * bits.view(mx.float32)
+
+
+poly_exp = mx.compile(_poly_full)  # compiled for each new shape
+_poly_shapeless = mx.compile(_poly_exp, shapeless=True)  # a bit cast cannot compile shapeless
+
+
+def poly_exp_shapeless(x):
+    p, bits = _poly_shapeless(x)
+    return p * bits.view(mx.float32)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=None)
@@ -250,6 +324,7 @@ def main() -> None:
     parser.add_argument("--lora", action="store_true", help="attach a rank-8 LoRA to all layers")
     parser.add_argument("--update-rows", type=int, default=8)
     parser.add_argument("--skip-update", action="store_true")
+    parser.add_argument("--skip-ops", action="store_true")
     args = parser.parse_args()
 
     entry = resolve_model(args.model)
@@ -259,6 +334,8 @@ def main() -> None:
     gemm = gemm_gflops()
     emit("gemm", n=2048, gflop_s=round(gemm, 1))
     profile_decode(model, args.batch, args.context, args.steps, gemm)
+    if not args.skip_ops:
+        profile_ops(args.batch, args.context)
     if not args.skip_update:
         if model.lora is None:
             model.attach_lora(LoraConfig(rank=8, alpha=16))

@@ -12,9 +12,9 @@ largest magnitude of the reference tensor, and each bound names the reduction it
 Where a float64 reference is cheap (the tiny model on the CPU) the two computations are compared
 in float64, so a real difference between them stands out by orders of magnitude. MLX's fused
 kernels `mx.fast.rms_norm` and `mx.fast.rope` compute in float32 inside, even on float64 inputs
-(measured: their vjps are off by 3e-7 and 6e-7 of the largest entry against plain float64 ops),
-so such a float64 model is exact to the float32 roundoff of its norms, gamma(hidden size), not to
-float64's.
+(measured by `benchmarks/float_error.py`: their vjps are off by 3e-7 and 1e-6 of the largest
+entry against plain float64 ops), so such a float64 model is exact to the float32 roundoff of its
+norms, gamma(hidden size), not to float64's.
 
 The suite was run whole under each kernel set a user may get (tests/README.md).
 """

@@ -326,8 +326,8 @@ def _to_float32(p: mx.array) -> mx.array:
 
 def _decode_attention(attn: nn.Module, x: mx.array, cache, mask: mx.array) -> mx.array:
     """mlx-lm's llama attention for one query per row, as grouped matmuls over the cache: on the
-    CPU, MLX's `scaled_dot_product_attention` took 3.3 ms a layer at 32 rows x 300 keys here,
-    these 2.1 ms (benchmarks/README.md)."""
+    CPU, MLX's `scaled_dot_product_attention` takes 3.3 ms a layer at 32 rows x 300 keys here,
+    these 2.2 ms (`python benchmarks/profile.py`, its `op` lines)."""
     rows, n_heads, n_kv, dim = x.shape[0], attn.n_heads, attn.n_kv_heads, attn.head_dim
     q = attn.rope(attn.q_proj(x).reshape(rows, 1, n_heads, dim).swapaxes(1, 2), offset=cache.offset)
     k = attn.rope(attn.k_proj(x).reshape(rows, 1, n_kv, dim).swapaxes(1, 2), offset=cache.offset)
@@ -345,7 +345,7 @@ def next_tokens(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One token per row of (rows, vocab) logits, and its log-probability at temperature 1.
 
-    In numpy: MLX's CPU exp is scalar, 28x slower than numpy's on x86 (benchmarks/README.md),
+    In numpy: MLX's CPU exp is scalar, 27x slower than numpy's on x86 (benchmarks/profile.py),
     and this runs on 32 x 49152 logits per decoded token. temperature 0 is greedy; top_p keeps
     the most likely tokens whose preceding probability mass is at most top_p (at temperature 1).
     """
