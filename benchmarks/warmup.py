@@ -1,13 +1,16 @@
-"""The warm-up (phase 0) on the bundled model: the response protocol before and after.
+"""The warm-up (phase 0) on the bundled model: protocol, ability and help, per level.
 
-    python benchmarks/warmup.py                 # 40 steps, batch 8, rank 8, lr 2e-4; ~27 min
-    python benchmarks/warmup.py --steps 10 --n 16
-    python benchmarks/warmup.py --lora-layers 16    # LoRA on the last 16 layers only
+    python benchmarks/warmup.py                      # the defaults of `edgecl learn`
+    python benchmarks/warmup.py --format-steps 20 --help-steps 20 --n 16
+    python benchmarks/warmup.py --lora-layers 16     # LoRA on the last 16 layers only
+    python benchmarks/warmup.py --task benchmarks/data/mixed_arithmetic.jsonl
 
-Probes at T=1.0 on `n` easy (math-easy: two-digit sums) and `n` hard (math-hard: multi-step
-arithmetic far beyond a 135M model) train items, one sample each. Prints one JSON object.
-Targets (issue 3): format >= 80%, easy correct >= 30%, trigger on <= 20% of easy items and on
->= 50% of hard ones.
+Runs edgecl.warmup.phase0 on a task (default `math`, all six levels) with a fresh LoRA, as
+`edgecl learn` does, then probes `n` train items with G=4 samples each at T=1 and evaluates the
+eval split greedily (edgecl.evaluate: each item's help decision against whether it would fail
+locally). Prints one JSON object: the probe before, the measured ability per level, the probe
+after (format, per level correct and help, mixed groups), the help rate on the eval items the
+model would fail and on those it would solve, the help AUROC, and the time of the warm-up.
 """
 
 from __future__ import annotations
@@ -19,65 +22,66 @@ import time
 
 from edgecl.backends.base import LoraConfig
 from edgecl.backends.mlx_backend import MLXModel
+from edgecl.cloud import make_cloud
+from edgecl.config import Phase, TrainConfig
+from edgecl.evaluate import evaluate
 from edgecl.models.registry import resolve_model
 from edgecl.tasks.registry import get_task
-from edgecl.warmup import probe, warmup
-
-
-def summary(report: dict) -> dict:
-    e, h = report["easy"], report["hard"]
-    return {
-        "format": round(report["format"], 3),
-        "formatted": f"{e['format'] + h['format']}/{report['n']}",
-        "easy_correct": f"{e['correct']}/{e['n']}",
-        "help_on_easy": f"{e['help']}/{e['n']}",
-        "help_on_hard": f"{h['help']}/{h['n']}",
-    }
+from edgecl.warmup import phase0, probe
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--rank", type=int, default=8)
+    defaults = TrainConfig(run_name="bench", phases=[Phase("math", "0.3", 1)])
+    parser.add_argument("--format-steps", type=int, default=defaults.warmup_steps)
+    parser.add_argument("--help-steps", type=int, default=defaults.help_steps)
     parser.add_argument("--lora-layers", type=int, default=-1, help="the last N layers (-1: all)")
-    parser.add_argument("--n", type=int, default=48, help="probe items per difficulty")
-    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--n", type=int, default=48, help="probe items after the warm-up")
+    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--task", default="math")
     args = parser.parse_args()
 
+    config = TrainConfig(
+        run_name="bench",
+        phases=[Phase(args.task, "0.3", 1)],
+        warmup_steps=args.format_steps,
+        help_steps=args.help_steps,
+        lora_layers=args.lora_layers,
+        max_tokens=args.max_tokens,
+    )
     entry = resolve_model()
     model = MLXModel.load(entry.mlx_dir, entry.name)
-    probe_tasks = [get_task("math-easy"), get_task("math-hard")]
-    before = probe(model, probe_tasks, 2 * args.n, args.max_tokens, seed=1)
-    print(json.dumps({"before": summary(before)}), file=sys.stderr, flush=True)
-    lora = LoraConfig(rank=args.rank, alpha=2 * args.rank, num_layers=args.lora_layers)
-    model.attach_lora(lora, args.lr, seed=0)
+    model.attach_lora(LoraConfig(config.lora_rank, config.lora_alpha, config.lora_layers))
+    tasks = [get_task(args.task)]
     start = time.perf_counter()
-    record = warmup(
-        model,
-        [get_task("math")],
-        args.steps,
-        args.batch_size,
-        args.lr,
-        seed=0,
-        on_step=lambda k, loss: print(f"warm-up {k}: {loss:.3f}", file=sys.stderr, flush=True),
-    )
+
+    def log(kind: str, data: dict) -> None:
+        print(kind, json.dumps(data), file=sys.stderr, flush=True)
+
+    record = phase0(model, tasks, config, log)
     seconds = time.perf_counter() - start
-    after = probe(model, probe_tasks, 2 * args.n, args.max_tokens, seed=2)
+    after = probe(model, tasks, args.n, args.max_tokens, seed=2, group=4)
+    cloud = make_cloud("reference", task=tasks[0])
+    report = evaluate(model, tasks[0], cloud, max_tokens=args.max_tokens)
+    fails = [r for r in report["items"] if r["would_fail"]]
+    solves = [r for r in report["items"] if not r["would_fail"]]
     print(
         json.dumps(
             {
-                "steps": args.steps,
-                "batch_size": args.batch_size,
-                "lr": args.lr,
-                "rank": args.rank,
+                "format_steps": args.format_steps,
+                "help_steps": args.help_steps,
                 "lora_layers": args.lora_layers,
                 "warmup_seconds": round(seconds, 1),
-                "first_loss": round(record["first_loss"], 3),
-                "last_loss": round(record["last_loss"], 3),
-                "before": summary(before),
-                "after": summary(after),
+                "format_phase": record.get("format"),
+                "help_phase": record.get("help"),
+                "ability": record.get("ability"),
+                "before": record.get("probe_before"),
+                "after": after,
+                "eval_help_on_would_fail": f"{sum(r['help'] for r in fails)}/{len(fails)}",
+                "eval_help_on_would_solve": f"{sum(r['help'] for r in solves)}/{len(solves)}",
+                "eval_help_auroc": report["help_auroc"],
+                "eval_help_auroc_greedy": report["help_auroc_greedy"],
+                "eval_levels": report["levels"],
             }
         )
     )

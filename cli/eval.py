@@ -3,11 +3,13 @@
 edgecl eval --task math                          # the base model
 edgecl eval --task math --run my-run             # a run's latest checkpoint (and its model)
 edgecl eval --task math-easy --adapter ./adapter --limit 50 --json
+edgecl eval --task math --run my-run --split unseen      # eval problems in unseen phrasings
 edgecl eval --task math --run my-run --cloud openai --cloud-model NAME \
     --cloud-url http://127.0.0.1:8080/v1 --cloud-key-env OPENAI_API_KEY
 
 Prints local-solved-only accuracy, joint accuracy, cloud ratio, format violations, mean
-response tokens and cloud calls, and stores the result in the `evals` table.
+response tokens, cloud calls, the help AUROC and the same per level, and stores the result in
+the `evals` table.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def eval_(
     adapter: Path = typer.Option(None, "--adapter", help="Evaluate this LoRA adapter directory."),
     model: str = typer.Option(None, help="Model name or path (default: the run's, or bundled)."),
     limit: int = typer.Option(None, min=1, help="Only the first N eval items."),
+    split: str = typer.Option("eval", help="eval, or unseen (math: unseen phrasings)."),
     max_tokens: int = typer.Option(
         None, "--max-tokens", min=8, help="Response limit (default: the run's, else 128)."
     ),
@@ -70,13 +73,13 @@ def eval_(
 
         from edgecl.evaluate import evaluate, record
 
-        report = evaluate(local, the_task, the_cloud, limit, max_tokens, seed=seed)
-        eval_id = record(store, run, adapter_path, task, "eval", report)
+        report = evaluate(local, the_task, the_cloud, limit, max_tokens, seed=seed, split=split)
+        eval_id = record(store, run, adapter_path, task, split, report)
     finally:
         store.close()
     if as_json:
         head = {"id": eval_id, "run": run, "adapter": adapter_path, "model": local.name}
-        typer.echo(json.dumps({**head, "task": task, "split": "eval", **report}))
+        typer.echo(json.dumps({**head, "task": task, "split": split, **report}))
         return
     _print(report, task, run, adapter_path, local.name)
 
@@ -121,4 +124,13 @@ def _print(report: dict, task: str, run: str | None, adapter: str | None, model:
     table.add_row("mean response tokens", f"{report['mean_tokens']:.1f}")
     failed = f", {report['n_cloud_failed']} failed" if report["n_cloud_failed"] else ""
     table.add_row("cloud calls", escape(f"{report['n_cloud_calls']}{failed} ({report['cloud']})"))
+    auroc = report["help_auroc"]
+    table.add_row("help AUROC vs local failure", "n/a" if auroc is None else f"{auroc:.3f}")
     Console().print(table)
+    levels = Table("level", "items", "local acc", "help", "format", title="per level")
+    for name, r in report["levels"].items():
+        levels.add_row(
+            escape(name), str(r["n"]), f"{r['local_acc']:.2f}", f"{r['help']:.2f}",
+            f"{r['format']:.2f}",
+        )  # fmt: skip
+    Console().print(levels)

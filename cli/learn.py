@@ -15,6 +15,7 @@ import time
 import typer
 from rich.console import Console
 
+from edgecl.core.dual import RATIO_WINDOW
 from edgecl.errors import EdgeclError
 
 console = Console(highlight=False, soft_wrap=True)
@@ -29,7 +30,7 @@ def learn(
     group_size: int = typer.Option(None, help="Samples per prompt G (preset default)."),
     max_tokens: int = typer.Option(None, help="Longest response (preset default)."),
     lr: float = typer.Option(1e-4, help="Policy (LoRA) learning rate."),
-    dual_lr: float = typer.Option(1e-2, help="Dual step size eta_lambda."),
+    dual_lr: float = typer.Option(0.5, help="Dual step size eta_lambda (see README)."),
     lambda_init: float = typer.Option(0.5, help="Initial dual variable."),
     cloud: str = typer.Option("reference", help="reference[:accuracy] (simulated) or openai."),
     cloud_url: str = typer.Option(None, help="OpenAI-compatible base URL, e.g. .../v1."),
@@ -42,7 +43,8 @@ def learn(
     seed: int = typer.Option(0),
     scale_rewards: str = typer.Option("none", help="none (eq. 8) or group (std-normalised)."),
     verifier: str = typer.Option(None, help="math-verify (default) or exact (the paper's)."),
-    warmup_steps: int = typer.Option(40, help="Phase-0 supervised steps if the probe fails."),
+    warmup_steps: int = typer.Option(40, help="Warm-up format steps if the probe fails; 0: none."),
+    help_steps: int = typer.Option(30, help="Warm-up steps teaching where to ask for help."),
     rewarm: bool = typer.Option(False, help="Warm up again instead of reusing a stored warm-up."),
 ) -> None:
     """Train the local model on a task with a cloud budget (DA-GRPO)."""
@@ -94,6 +96,7 @@ def learn(
             scale_rewards=scale_rewards,
             verifier=verifier,
             warmup_steps=warmup_steps,
+            help_steps=help_steps,
         )
     trainer = _build_trainer(config, store)
     try:
@@ -160,11 +163,21 @@ class _Display:
 
     def __call__(self, kind: str, data: dict) -> None:
         if kind == "probe":
-            e, h = data["easy"], data["hard"]
+            levels = ", ".join(
+                f"{name} {r['correct']}/{r['n']} right {r['help']}/{r['n']} help"
+                for name, r in data["levels"].items()
+            )
+            mixed = sum(r["mixed"] for r in data["levels"].values())
+            groups = (
+                f"; mixed groups {mixed}/{data['n'] // data['group']}" if data["group"] > 1 else ""
+            )
+            console.print(f"probe: format {data['format']:.0%} of {data['n']}{groups}; {levels}")
+        elif kind == "ability":
             console.print(
-                f"probe: format {data['format']:.0%} of {data['n']}; easy correct "
-                f"{e['correct']}/{e['n']}, help on easy {e['help']}/{e['n']}, "
-                f"help on hard {h['help']}/{h['n']}"
+                "ability (local success, items with mixed outcomes): "
+                + ", ".join(
+                    f"{k} {v['success']:.0%} ({v['mixed']}/{v['n']})" for k, v in data.items()
+                )
             )
         elif kind == "warmup_reused":
             after = data.get("probe_after") or {}
@@ -179,7 +192,7 @@ class _Display:
             if step == 1:
                 self.warmup_started = time.perf_counter()
             if step == 1 or step % 5 == 0 or step == total:
-                line = f"warm-up step {step}/{total}: loss {data['loss']:.3f}"
+                line = f"warm-up {data['phase']} {step}/{total}: loss {data['loss']:.3f}"
                 if step > 1:  # the first step pays one-off set-up costs; time the ones after it
                     rate = (time.perf_counter() - self.warmup_started) / (step - 1)
                     line += f", {rate:.0f} s/step, ETA {_duration(rate * (total - step))}"
@@ -197,7 +210,9 @@ class _Display:
         r = row
         console.print(
             f"step {r['step']:>4}/{trainer_total} {r['task']:<10} "
-            f"lambda {r['lambda_after']:.4f} cloud {r['cloud_ratio']:.2f}/tau {r['tau']:.2f} "
+            f"lambda {r['lambda_after']:.3f} cloud {r['cloud_ratio']:.2f} "
+            f"(mean{RATIO_WINDOW} {r['j_c_mean']:.2f})/tau {r['tau']:.2f} "
+            f"calls {r['n_cloud_calls']} "
             f"reward {r['mean_reward']:+.3f} acc {r['accuracy']:.2f} "
             f"{r['tokens_per_s']:.0f} tok/s {r['seconds']:.1f}s ETA {eta}"
         )

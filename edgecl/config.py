@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from edgecl.core.dual import TauSchedule
+from edgecl.core.dual import DUAL_LR, TauSchedule
 from edgecl.errors import EdgeclError
 
 PRESETS = {
@@ -35,7 +35,7 @@ class TrainConfig:
     group_size: int = 8
     max_tokens: int = 128
     lr: float = 1e-4  # LoRA needs a larger step than the paper's full-model 2e-6
-    dual_lr: float = 1e-2
+    dual_lr: float = DUAL_LR  # eta_lambda: edgecl.core.dual explains the value
     lambda_init: float = 0.5
     cloud: str = "reference"
     cloud_options: dict = field(default_factory=dict)
@@ -50,9 +50,14 @@ class TrainConfig:
     lora_layers: int = -1
     micro_batch: int = 8
     collapse_window: int = 20
-    warmup_steps: int = 40
+    warmup_steps: int = 40  # format phase; 0 skips the whole warm-up
+    help_steps: int = 30  # help phase (edgecl.warmup)
     warmup_batch_size: int = 8
     warmup_lr: float = 2e-4
+    general_rows: int = 2  # base-model answers to general prompts in every supervised batch
+    ability_items: int = 64  # train items per task whose local success rate is measured
+    ability_k: int = 4  # samples per item for that rate
+    distill_weight: float = 0.1  # DA-GRPO: weight of the general rows' mean token NLL
     probe_size: int = 16
     format_threshold: float = 0.5
 

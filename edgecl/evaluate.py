@@ -11,16 +11,25 @@ Metrics (all over every evaluated item):
 - cloud_ratio: items whose response requested help (whatever its format);
 - format_violation_rate: the local response is not in the protocol (a help request is judged
   on its local part, as in eq. 14);
-- mean_tokens: local response tokens per item; n_cloud_calls: real cloud calls made.
+- mean_tokens: local response tokens per item; n_cloud_calls: real cloud calls made;
+- levels: the same per item level (`Item.difficulty`), plus help and local accuracy;
+- help_auroc: how well asking predicts local failure. Each item's local outcome is its own
+  answer, or, where it asked, the answer it gives when made to answer (its response up to
+  `<answer>`, then the answer's opening, decoded greedily). The score is P(help): the
+  probability of the trigger right after the item's own `<answer>`. help_auroc_greedy scores
+  the greedy decision itself (0 or 1). 0.5 is chance, 1 a perfect split; None with one class.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
-from edgecl.core.protocol import parse_response
+import numpy as np
+
+from edgecl.core.protocol import TRIGGER, parse_response
 from edgecl.errors import EdgeclError
-from edgecl.rollout import collect
+from edgecl.rollout import answer_of, collect
 from edgecl.store import Store
 from edgecl.tasks.base import MAX_STEPS
 
@@ -37,8 +46,9 @@ def evaluate(
     max_tokens: int = 128,
     seed: int = 0,
     batch_size: int = BATCH_SIZE,
+    split: str = "eval",
 ) -> dict[str, Any]:
-    """Greedy responses to the first `limit` eval items of `task` (all when None); a report.
+    """Greedy responses to the first `limit` items of `task`'s `split` (all when None).
 
     The report holds the COLUMNS metrics plus n_cloud_calls, n_cloud_failed, cloud, simulated,
     max_tokens, seed and `items`: per item its id, help, correct, local_correct,
@@ -48,7 +58,10 @@ def evaluate(
         raise EdgeclError(f"--limit {limit}: give at least 1 item")
     if batch_size < 1:
         raise EdgeclError(f"batch size {batch_size}: give at least 1")
-    items = task.items("eval")[:limit]
+    splits = getattr(task, "splits", ("train", "eval"))
+    if split not in splits:
+        raise EdgeclError(f"task {task.name!r} has no split {split!r}: use {', '.join(splits)}")
+    items = task.items(split)[:limit]
     if not items:
         raise EdgeclError(f'task {task.name!r} has no eval items: add rows with "split": "eval"')
     rows: list[dict] = []
@@ -57,8 +70,10 @@ def evaluate(
         chunk = items[start : start + batch_size]
         rollout = collect(model, task, chunk, cloud, 1, max_tokens, 0.0, seed=seed)
         calls.extend(rollout.cloud_calls)
-        for item, completion, score, correct in zip(
-            chunk, rollout.completions, rollout.scores, rollout.correct
+        p_help = help_probabilities(model, rollout.prompt_ids, rollout.completions)
+        forced = forced_local(model, task, chunk, rollout, max_tokens)
+        for k, (item, completion, score, correct) in enumerate(
+            zip(chunk, rollout.completions, rollout.scores, rollout.correct)
         ):
             local = parse_response(
                 completion.text, task.kind, MAX_STEPS[task.kind], truncated=completion.truncated
@@ -68,7 +83,10 @@ def evaluate(
                     "id": item.id,
                     "help": score.help,
                     "correct": correct,
+                    "level": item.difficulty,
                     "local_correct": correct and not score.help,
+                    "p_help": p_help[k],
+                    "would_fail": not (forced[k] if score.help else correct),
                     "well_formatted": local.well_formatted,
                     "violation": local.violation,
                     "truncated": completion.truncated,
@@ -77,7 +95,11 @@ def evaluate(
                 }
             )
     n = len(rows)
+    fail = [r["would_fail"] for r in rows]
     return {
+        "levels": _levels(rows),
+        "help_auroc": auroc([r["p_help"] for r in rows], fail),
+        "help_auroc_greedy": auroc([float(r["help"]) for r in rows], fail),
         "n": n,
         "local_acc": sum(r["local_correct"] for r in rows) / n,
         "joint_acc": sum(r["correct"] for r in rows) / n,
@@ -93,6 +115,87 @@ def evaluate(
         "items": rows,
         "cloud_calls": calls,  # every call, as training logs them in the cloud_calls table
     }
+
+
+def _levels(rows: list[dict]) -> dict[str, dict]:
+    groups = defaultdict(list)
+    for r in rows:
+        groups[r["level"] or "all"].append(r)
+    return {
+        level: {
+            "n": len(g),
+            "local_acc": sum(r["local_correct"] for r in g) / len(g),
+            "help": sum(r["help"] for r in g) / len(g),
+            "format": sum(r["well_formatted"] for r in g) / len(g),
+            "would_fail": sum(r["would_fail"] for r in g) / len(g),
+        }
+        for level, g in groups.items()
+    }
+
+
+def auroc(scores: list[float], positives: list[bool]) -> float | None:
+    """P(score of a positive > score of a negative), ties counting half (Mann-Whitney U)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(positives, dtype=bool)
+    pos, neg = s[y], s[~y]
+    if not len(pos) or not len(neg):
+        return None
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+def _answer_prefix(text: str) -> str | None:
+    """The response up to and including its first `<answer>`; None if it has none."""
+    at = text.find("<answer>")
+    return None if at < 0 else text[: at + len("<answer>")]
+
+
+def help_probabilities(model, prompt_ids: list, completions: list) -> list[float]:
+    """P(the trigger | prompt, the response up to its `<answer>`) per completion; a response
+    with no `<answer>` scores 1 if it asked for help (it did, by the parser) else 0."""
+    out = [float("nan")] * len(completions)
+    trigger = model.tokenizer.encode(TRIGGER, add_special_tokens=False)
+    contexts, where = [], []
+    for k, c in enumerate(completions):
+        prefix = _answer_prefix(c.text)
+        if prefix is None:
+            out[k] = float(c.text.rstrip().endswith(TRIGGER))
+            continue
+        ids = model.tokenizer.encode(prefix, add_special_tokens=False)
+        contexts.append(list(prompt_ids[c.prompt_index]) + ids)
+        where.append(k)
+    if contexts:
+        logps = model.sequence_logprobs(contexts, [trigger] * len(contexts))
+        for k, lp in zip(where, logps):
+            out[k] = float(np.exp(lp.sum()))
+    return out
+
+
+def forced_local(model, task, items: list, rollout, max_tokens: int) -> list[bool]:
+    """Per item of a G=1 rollout: whether the local answer it gives when made to answer (its
+    own response up to `<answer>`, then the answer's opening) is right. Only items that asked
+    are decoded; the others are False here (their own answer counts)."""
+    opening = "```python\n" if task.kind == "code" else "\\boxed{"
+    out = [False] * len(items)
+    asked = [
+        k
+        for k, s in enumerate(rollout.scores)
+        if s.help and _answer_prefix(rollout.completions[k].text)
+    ]
+    if not asked:
+        return out
+    prefixes = [_answer_prefix(rollout.completions[k].text) + opening for k in asked]
+    contexts = [
+        list(rollout.prompt_ids[k]) + model.tokenizer.encode(p, add_special_tokens=False)
+        for k, p in zip(asked, prefixes)
+    ]
+    outs = model.sample(contexts, 1, max_tokens // 2, 0.0, stop=("</answer>",))
+    for k, prefix, o in zip(asked, prefixes, outs):
+        parsed = parse_response(prefix + o.text, task.kind, MAX_STEPS[task.kind])
+        answer = answer_of(parsed, task.kind)
+        out[k] = answer is not None and task.verify(items[k], answer)
+    return out
 
 
 def record(

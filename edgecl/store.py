@@ -27,10 +27,10 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
     ),
     "steps": (
         {"run": T, "step": N, "phase": T, "task": T, "tau": R, "lambda_before": R,
-         "lambda_after": R, "j_c": R, "cloud_ratio": R, "mean_reward": R, "accuracy": R,
-         "loss": R, "n_help": N, "n_cloud_calls": N, "seconds": R, "seconds_sample": R,
-         "seconds_score": R, "seconds_cloud": R, "seconds_grad": R, "tokens": N,
-         "tokens_per_s": R, "collapsed": N, "created": T},
+         "lambda_after": R, "j_c": R, "j_c_mean": R, "cloud_ratio": R, "mean_reward": R,
+         "accuracy": R, "loss": R, "n_help": N, "n_cloud_calls": N, "seconds": R,
+         "seconds_sample": R, "seconds_score": R, "seconds_cloud": R, "seconds_grad": R,
+         "tokens": N, "tokens_per_s": R, "collapsed": N, "created": T},
         ("run", "step"),
     ),
     "samples": (
@@ -70,6 +70,8 @@ class Store:
         self.db.enable_wal()
         for table, (columns, pk) in SCHEMA.items():
             self.db[table].create(columns, pk=pk, not_null=_not_null(pk), if_not_exists=True)
+            for name in columns.keys() - set(self.db[table].columns_dict):  # added since
+                self.db[table].add_column(name, columns[name])
         for table, columns in INDEXES:
             self.db[table].create_index(columns, if_not_exists=True)
 

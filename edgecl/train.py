@@ -24,8 +24,16 @@ from edgecl.backends.base import LoraConfig
 from edgecl.cloud import make_cloud
 from edgecl.config import TrainConfig
 from edgecl.core.advantages import sample_weights
-from edgecl.core.dual import CollapseDetector, TauSchedule, batch_cost_ratio, dual_update
+from edgecl.core.dual import (
+    LAMBDA_MAX,
+    RATIO_WINDOW,
+    CollapseDetector,
+    TauSchedule,
+    batch_cost_ratio,
+    dual_update,
+)
 from edgecl.errors import EdgeclError
+from edgecl.retention import base_answers
 from edgecl.rollout import Rollout, collect
 from edgecl.store import Store, now
 from edgecl.tasks.registry import get_task
@@ -41,6 +49,7 @@ class TrainerState:
     collapse: dict = field(default_factory=dict)
     clouds: dict = field(default_factory=dict)  # per-phase reference-cloud counters
     warmup: dict | None = None  # what phase 0 did (None: not run yet)
+    ratios: list = field(default_factory=list)  # J_c of the last RATIO_WINDOW steps
 
 
 def run_dir(name: str) -> Path:
@@ -62,7 +71,7 @@ class Trainer:
         self.tasks = [get_task(p.task, config.verifier, config.seed) for p in config.phases]
         self.clouds = [self._make_cloud(task, i) for i, task in enumerate(self.tasks)]
         self.schedules = [TauSchedule.parse(p.budget) for p in config.phases]
-        self.state = TrainerState(lam=config.lambda_init)
+        self.state = TrainerState(lam=min(config.lambda_init, LAMBDA_MAX))
         self.collapse = CollapseDetector(config.collapse_window)
         self.checkpoint = run_dir(config.run_name) / "adapter"
         self.total_steps = sum(p.steps for p in config.phases)
@@ -97,6 +106,7 @@ class Trainer:
                 status="running",
                 adapter_dir=str(self.checkpoint),
             )
+        self.general = base_answers(self.model)  # kept by self-distillation while learning
         if self.state.warmup is None:
             self.run_warmup(rewarm)
 
@@ -123,7 +133,7 @@ class Trainer:
         self.store.truncate_after(self.config.run_name, self.state.step)
 
     def run_warmup(self, rewarm: bool = False) -> dict:
-        """Phase 0: probe the protocol; below the threshold, supervised steps on demonstrations.
+        """Phase 0 (edgecl.warmup): teach the protocol, measure ability, teach where to ask.
 
         A warm-up that ran is stored and reused by later runs with the same key (`rewarm`
         redoes it). Recorded in the checkpoint and the run row; DA-GRPO then starts with a fresh
@@ -223,16 +233,15 @@ class Trainer:
         loss = 0.0
         if np.any(weights != 0):  # no signal in any group: no update (Adam would still drift)
             prompts = [rollout.prompt_ids[o.prompt_index] for o in rollout.completions]
+            targets = [o.token_ids for o in rollout.completions]
+            prompts, targets, weights = self._with_general(prompts, targets, weights)
             loss = self.model.policy_gradient_step(
-                prompts,
-                [o.token_ids for o in rollout.completions],
-                weights,
-                normalizer=c.max_tokens,
-                micro_batch=c.micro_batch,
+                prompts, targets, weights, normalizer=c.max_tokens, micro_batch=c.micro_batch
             )
         seconds_grad = time.perf_counter() - start
         j_c = batch_cost_ratio(rollout.costs)
-        new_lam = dual_update(lam, j_c, tau, c.dual_lr)
+        new_lam = dual_update(lam, j_c, tau, c.dual_lr, LAMBDA_MAX)
+        self.state.ratios = [*self.state.ratios, j_c][-RATIO_WINDOW:]
         n_help = sum(s.help for s in rollout.scores)
         collapsed = self.collapse.update(n_help, tau, new_lam)
         self.state.step += 1
@@ -263,6 +272,23 @@ class Trainer:
         self.on_event("step", row)
         return row
 
+    def _with_general(self, prompts: list, targets: list, weights: np.ndarray) -> tuple:
+        """Append `general_rows` base-model answers to general prompts (self-distillation),
+        weighted so they add `distill_weight` x their mean token NLL to the loss."""
+        c = self.config
+        if c.general_rows < 1 or c.distill_weight <= 0:
+            return prompts, targets, weights
+        rng = np.random.default_rng([c.seed, self.state.step, 5])
+        picks = rng.choice(len(self.general), size=min(c.general_rows, len(self.general)))
+        rows = [self.general[k] for k in picks]
+        n_tokens = sum(len(a) for _, a in rows)
+        extra = np.full(len(rows), c.distill_weight * c.max_tokens / n_tokens)
+        return (
+            [*prompts, *(p for p, _ in rows)],
+            [*targets, *(a for _, a in rows)],
+            np.concatenate([weights, extra]),
+        )
+
 
 def _step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7919 + 17) % (2**31)
@@ -281,6 +307,7 @@ def _step_row(
         "lambda_before": lam,
         "lambda_after": new_lam,
         "j_c": j_c,
+        "j_c_mean": float(np.mean(trainer.state.ratios)),
         "cloud_ratio": n_help / n,
         "mean_reward": float(np.mean(rollout.rewards)),
         "accuracy": sum(rollout.correct) / n,

@@ -1,13 +1,22 @@
-"""Phase 0: teach the response protocol to a model that cannot follow it yet.
+"""Phase 0: teach the response protocol, then where to ask for help, from measured ability.
 
 Measured on the bundled SmolLM2-135M-Instruct (paper system prompt, T=1.0, two-digit addition):
 the step format in 0/96 samples, a boxed answer in 0/96, the trigger in 1/96, so eq. 13 gives
-no reward and DA-GRPO has nothing to learn from. A few dozen supervised LoRA steps on
-demonstrations made from gold answers fix that: step-formatted solutions for easy items, one
-short step and the help trigger for items far beyond reach.
+no reward and DA-GRPO has nothing to learn from. Three phases fix that:
+
+1. format: supervised LoRA steps on step-formatted solutions of train items (no help requests);
+2. ability: `ability_k` samples of `ability_items` train items per task, which gives each item's
+   local success rate p (the model can only be measured once it follows the format);
+3. help: supervised steps on those items that demonstrate the help request with probability
+   1 - p and a solution otherwise, so the model asks where it fails, for a user's JSONL task as
+   much as for a built-in one, and asks *sometimes* where it sometimes succeeds: groups of G
+   samples come out mixed, which is what gives lambda something to act on.
+
+Every supervised batch also holds `general_rows` of the base model's own answers to general
+prompts (edgecl.retention), so the adapter keeps plain chat.
 
     edgecl learn --task math --budget 0.3            # probes, warms up if needed, then DA-GRPO
-    python benchmarks/warmup.py                      # the probe before/after, measured
+    python benchmarks/warmup.py                      # the probes and per-level ability, measured
 
 A finished warm-up is stored in the data dir under a key of the model, the tasks and the
 warm-up settings (`stored_warmup`); later runs with the same key load it instead of warming up
@@ -18,6 +27,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,14 +41,16 @@ from edgecl.core.protocol import (
     format_response,
     parse_response,
 )
+from edgecl.retention import base_answers
 from edgecl.rollout import answer_of
 from edgecl.tasks.base import MAX_STEPS, Item, stable_hash
 
-RECIPE_VERSION = 1  # bump when the demonstrations or the recipe change: stored warm-ups go stale
+RECIPE_VERSION = 2  # bump when the demonstrations or the recipe change: stored warm-ups go stale
 # The run settings that shape a warm-up: runs that agree on these (and on model and tasks) share it.
 SETTINGS = (
-    "warmup_steps", "warmup_batch_size", "warmup_lr", "lora_rank", "lora_alpha", "lora_layers",
-    "seed", "probe_size", "max_tokens", "format_threshold", "verifier",
+    "warmup_steps", "help_steps", "warmup_batch_size", "warmup_lr", "general_rows",
+    "ability_items", "ability_k", "lora_rank", "lora_alpha", "lora_layers", "seed",
+    "probe_size", "max_tokens", "format_threshold", "verifier",
 )  # fmt: skip
 
 
@@ -55,48 +67,156 @@ def stored_warmup(model_fingerprint: str, config) -> Path:
 
 
 def phase0(model, tasks: list, config, on_event: Callable[[str, dict], None]) -> dict:
-    """Probe the protocol; below `config.format_threshold`, `config.warmup_steps` supervised
-    steps on demonstrations, then probe again. Returns what it did ("ran", the probes, losses)."""
+    """The three phases (module docstring) on a model with a fresh LoRA; the format phase only
+    when the probe's format is below `config.format_threshold`. Returns what it did."""
     c = config
     record: dict = {"ran": False}
-    if c.warmup_steps > 0:
-        record["probe_before"] = probe(model, tasks, c.probe_size, c.max_tokens, c.seed)
-        on_event("probe", record["probe_before"])
-        if record["probe_before"]["format"] < c.format_threshold:
-            record.update(
-                warmup(
-                    model,
-                    tasks,
-                    c.warmup_steps,
-                    c.warmup_batch_size,
-                    c.warmup_lr,
-                    c.seed,
-                    lambda k, loss: on_event(
-                        "warmup", {"step": k, "of": c.warmup_steps, "loss": loss}
-                    ),
-                )
-            )
-            record["ran"] = True
-            record["probe_after"] = probe(model, tasks, c.probe_size, c.max_tokens, c.seed + 1)
-            on_event("probe", record["probe_after"])
+    if c.warmup_steps <= 0:
+        return record
+    record["probe_before"] = probe(model, tasks, c.probe_size, c.max_tokens, c.seed)
+    on_event("probe", record["probe_before"])
+    general = base_answers(model)  # the fresh LoRA is still the base model
+    rng = np.random.default_rng([c.seed, 11])
+    model.set_optimizer(c.warmup_lr)
+
+    def train(phase: str, steps: int, pick: Callable[[], tuple]) -> dict:
+        def report(k: int, loss: float) -> None:
+            on_event("warmup", {"phase": phase, "step": k, "of": steps, "loss": loss})
+
+        return supervised(
+            model, pick, general, steps, c.warmup_batch_size, c.general_rows, rng, report
+        )
+
+    if record["probe_before"]["format"] < c.format_threshold:
+        pool = [(t, it) for t in tasks for it in t.items("train")]
+        record["format"] = train("format", c.warmup_steps, lambda: _solution(pool, rng))
+    if c.help_steps > 0:
+        measured = ability(model, tasks, c.ability_items, c.ability_k, c.max_tokens, c.seed)
+        record["ability"] = measured["levels"]
+        on_event("ability", measured["levels"])
+        rates = measured["items"]
+        record["help"] = train("help", c.help_steps, lambda: _by_ability(rates, rng))
+    record["ran"] = True
+    record["probe_after"] = probe(model, tasks, c.probe_size, c.max_tokens, c.seed + 1, group=4)
+    on_event("probe", record["probe_after"])
     return record
 
 
-def demonstration(task, item: Item) -> str:
-    """The response we want for `item`: solved in the step format, or a help request if hard."""
-    steps = task.gold_steps(item)
-    if item.difficulty == "hard":
-        return format_help_request(steps[:1])
-    return format_response(steps[: MAX_STEPS[task.kind]], task.gold_answer(item))
+def solution(task, item: Item) -> str:
+    """A local answer to `item` in the protocol: its gold steps and gold answer."""
+    return format_response(task.gold_steps(item)[: MAX_STEPS[task.kind]], task.gold_answer(item))
+
+
+def help_request(task, item: Item) -> str:
+    """A help request for `item`: its first gold step, then the trigger."""
+    return format_help_request(task.gold_steps(item)[:1])
+
+
+def _solution(pool: list, rng: np.random.Generator) -> tuple:
+    task, item = pool[int(rng.integers(len(pool)))]
+    return task, item, solution(task, item)
+
+
+def _by_ability(rates: list, rng: np.random.Generator) -> tuple:
+    """A probed item, demonstrated as a help request with probability 1 - its success rate."""
+    task, item, p = rates[int(rng.integers(len(rates)))]
+    target = solution(task, item) if rng.random() < p else help_request(task, item)
+    return task, item, target
+
+
+def supervised(
+    model,
+    pick: Callable[[], tuple],
+    general: list,
+    steps: int,
+    batch_size: int,
+    general_rows: int,
+    rng: np.random.Generator,
+    on_step: Callable[[int, float], None] | None = None,
+) -> dict:
+    """`steps` supervised LoRA steps (mean token NLL): each batch holds `batch_size` task rows
+    from `pick()` -> (task, item, target text) and `general_rows` of the base model's own
+    answers to general prompts."""
+    eos = sorted(model.eos_ids)[:1]
+    losses, start = [], time.perf_counter()
+    for step in range(steps):
+        prompts, targets = [], []
+        for _ in range(batch_size):
+            task, item, text = pick()
+            prompts.append(model.chat_ids(build_messages(task.kind, item.question, item.choices)))
+            targets.append(model.tokenizer.encode(text, add_special_tokens=False) + eos)
+        for k in rng.choice(len(general), size=min(general_rows, len(general)), replace=False):
+            prompts.append(general[k][0])
+            targets.append(general[k][1])
+        n_tokens = sum(len(t) for t in targets)
+        loss = model.policy_gradient_step(prompts, targets, [1.0] * len(targets), n_tokens)
+        losses.append(loss)
+        if on_step:
+            on_step(step + 1, loss)
+    return {
+        "steps": steps,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def ability(model, tasks: list, n_items: int, k: int, max_tokens: int, seed: int = 0) -> dict:
+    """Local success rate of `k` samples (T=1) on up to `n_items` train items of each task.
+
+    Returns "items": [(task, item, rate)] and "levels": per level the items, their mean rate
+    and the share of items with 0 < rate < 1.
+    """
+    rng = np.random.default_rng([seed, 13])
+    picked = []
+    for task in tasks:
+        items = task.items("train")
+        order = rng.permutation(len(items))[:n_items]
+        picked.extend((task, items[i]) for i in order)
+    prompts = [model.chat_ids(build_messages(t.kind, it.question, it.choices)) for t, it in picked]
+    outs = model.sample(prompts, k, max_tokens, 1.0, stop=STOP_STRINGS, seed=seed)
+    rates, levels = [], defaultdict(list)
+    for i, (task, item) in enumerate(picked):
+        group = outs[i * k : (i + 1) * k]
+        rate = sum(_local_correct(task, item, o) for o in group) / k
+        rates.append((task, item, rate))
+        levels[_level(task, item)].append(rate)
+    summary = {
+        level: {"n": len(r), "success": float(np.mean(r)), "mixed": sum(0 < x < 1 for x in r)}
+        for level, r in sorted(levels.items())
+    }
+    return {"items": rates, "levels": summary}
+
+
+def _local_correct(task, item: Item, out) -> bool:
+    parsed = parse_response(out.text, task.kind, truncated=out.truncated)
+    answer = answer_of(parsed, task.kind)
+    return bool(
+        parsed.well_formatted
+        and not parsed.requests_help
+        and answer is not None
+        and task.verify(item, answer)
+    )
+
+
+def _level(task, item: Item) -> str:
+    return f"{task.name}/{item.difficulty}" if item.difficulty else task.name
 
 
 def probe(
-    model, tasks: list, n: int, max_tokens: int, seed: int = 0, temperature: float = 1.0
+    model,
+    tasks: list,
+    n: int,
+    max_tokens: int,
+    seed: int = 0,
+    temperature: float = 1.0,
+    group: int = 1,
 ) -> dict:
-    """Sample one response for `n` train items (spread over the tasks) and measure the protocol.
+    """Sample `group` responses for `n` train items (spread over the tasks); measure the protocol.
 
-    Returns format compliance (well formatted, answer or help), help rate and correct rate for
-    easy and hard items, and the sampling speed (for the ETA).
+    Returns format compliance (well formatted, answer or help) and, per level, the samples,
+    formatted, help requests, correct local answers and (group > 1) the groups that mix help
+    requests with local answers; plus the sampling speed.
     """
     rng = np.random.default_rng([seed, 7])
     picked = []
@@ -106,66 +226,25 @@ def probe(
         picked.append((task, items[int(rng.integers(len(items)))]))
     prompts = [model.chat_ids(build_messages(t.kind, it.question, it.choices)) for t, it in picked]
     start = time.perf_counter()
-    outs = model.sample(prompts, 1, max_tokens, temperature, stop=STOP_STRINGS, seed=seed)
+    outs = model.sample(prompts, group, max_tokens, temperature, stop=STOP_STRINGS, seed=seed)
     seconds = time.perf_counter() - start
-    counts = {"easy": [0, 0, 0, 0], "hard": [0, 0, 0, 0]}  # n, formatted, help, correct
-    for (task, item), out in zip(picked, outs):
-        parsed = parse_response(out.text, task.kind, truncated=out.truncated)
-        answer = answer_of(parsed, task.kind)
-        row = counts["hard" if item.difficulty == "hard" else "easy"]
-        row[0] += 1
-        row[1] += parsed.well_formatted
-        row[2] += parsed.requests_help
-        row[3] += bool(
-            parsed.well_formatted
-            and not parsed.requests_help
-            and answer is not None
-            and task.verify(item, answer)
-        )
-    total = counts["easy"][0] + counts["hard"][0]
-    report = {"n": total, "format": (counts["easy"][1] + counts["hard"][1]) / max(total, 1)}
-    for level, (k, formatted, helped, correct) in counts.items():
-        report[level] = {"n": k, "format": formatted, "help": helped, "correct": correct}
-    tokens = sum(len(o.token_ids) for o in outs)
-    report["tokens_per_s"] = tokens / max(seconds, 1e-9)
+    levels: dict = defaultdict(lambda: {"n": 0, "format": 0, "help": 0, "correct": 0, "mixed": 0})
+    formatted = 0
+    for i, (task, item) in enumerate(picked):
+        row = levels[_level(task, item)]
+        helps = []
+        for out in outs[i * group : (i + 1) * group]:
+            parsed = parse_response(out.text, task.kind, truncated=out.truncated)
+            row["n"] += 1
+            row["format"] += parsed.well_formatted
+            row["help"] += parsed.requests_help
+            row["correct"] += _local_correct(task, item, out)
+            helps.append(parsed.requests_help)
+            formatted += parsed.well_formatted
+        row["mixed"] += group > 1 and 0 < sum(helps) < group
+    total = len(outs)
+    report = {"n": total, "group": group, "format": formatted / max(total, 1)}
+    report["help"] = sum(r["help"] for r in levels.values()) / max(total, 1)
+    report["levels"] = dict(sorted(levels.items()))
+    report["tokens_per_s"] = sum(len(o.token_ids) for o in outs) / max(seconds, 1e-9)
     return report
-
-
-def warmup(
-    model,
-    tasks: list,
-    steps: int,
-    batch_size: int,
-    learning_rate: float,
-    seed: int = 0,
-    on_step: Callable[[int, float], None] | None = None,
-) -> dict:
-    """`steps` supervised LoRA steps (mean token NLL) on demonstrations of every task's items."""
-    eos = sorted(model.eos_ids)[:1]
-    pool = [(task, item) for task in tasks for item in task.items("train")]
-    rng = np.random.default_rng([seed, 11])
-    model.set_optimizer(learning_rate)
-    losses, start = [], time.perf_counter()
-    for step in range(steps):
-        picks = rng.choice(len(pool), size=batch_size, replace=batch_size > len(pool))
-        batch = [pool[i] for i in picks]
-        prompts = [
-            model.chat_ids(build_messages(t.kind, it.question, it.choices)) for t, it in batch
-        ]
-        targets = [
-            model.tokenizer.encode(demonstration(t, it), add_special_tokens=False) + eos
-            for t, it in batch
-        ]
-        n_tokens = sum(len(t) for t in targets)
-        loss = model.policy_gradient_step(prompts, targets, [1.0] * len(batch), n_tokens)
-        losses.append(loss)
-        if on_step:
-            on_step(step + 1, loss)
-    return {
-        "steps": steps,
-        "batch_size": batch_size,
-        "lr": learning_rate,
-        "first_loss": losses[0] if losses else None,
-        "last_loss": losses[-1] if losses else None,
-        "seconds": time.perf_counter() - start,
-    }

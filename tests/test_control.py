@@ -17,14 +17,22 @@ from __future__ import annotations
 import numpy as np
 
 from edgecl.core.advantages import sample_weights
-from edgecl.core.dual import CollapseDetector, TauSchedule, batch_cost_ratio, dual_update
+from edgecl.core.dual import (
+    DUAL_LR,
+    LAMBDA_MAX,
+    CollapseDetector,
+    TauSchedule,
+    batch_cost_ratio,
+    dual_update,
+)
 from edgecl.core.rewards import ALPHA_A, ALPHA_C
 
 P_CLOUD = 0.95
 N_PROMPTS, G = 64, 8
 POLICY_LR = 2.0  # healthy
+SMALL_BATCH_LR = 0.5  # the same policy with 16 samples a step: a smaller step for the noise
 TOO_LARGE_LR = 20.0  # 10x: the paper's C.1 regime (2e-6 stable, >= 2e-5 collapses)
-DUAL_LR = 0.05
+STUB_DUAL_LR = 0.05  # the older tests: 600 steps of 64 prompts
 STEPS = 600  # per budget phase
 WINDOW = 30  # collapse detector
 
@@ -34,25 +42,34 @@ def help_prob(theta: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 
 def simulate(
-    tau: TauSchedule, steps: int, lam: float, lr: float, seed: int = 0, eta: float = DUAL_LR
+    tau: TauSchedule,
+    steps: int,
+    lam: float,
+    lr: float,
+    seed: int = 0,
+    eta: float = STUB_DUAL_LR,
+    n_prompts: int = N_PROMPTS,
+    cap: float = float("inf"),
+    g: int = G,
 ) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
+    lam = min(lam, cap)
     theta = np.zeros(2)
     detector = CollapseDetector(window=WINDOW)
     ratios, lams, n_help, flags = [], [], [], []
     for step in range(steps):
-        u = np.repeat(rng.random(N_PROMPTS), G)  # prompt-major: G samples per prompt
+        u = np.repeat(rng.random(n_prompts), g)  # prompt-major: G samples per prompt
         features = np.stack([np.ones_like(u), 4.0 * (u - 0.5)], axis=1)
         p = help_prob(theta, u)
         asks = rng.random(u.size) < p
         correct = np.where(asks, rng.random(u.size) < P_CLOUD, rng.random(u.size) < 1.0 - u)
         rewards = ALPHA_A * correct  # every sample well formatted: r in {0, 1} (eq. 13)
         costs = ALPHA_C * asks  # eq. 14
-        w = sample_weights(rewards, costs, lam, G)
+        w = sample_weights(rewards, costs, lam, g)
         # loss = -sum_i w_i log pi(d_i); d log pi(d)/d logit = d - p for a Bernoulli.
         theta = theta + lr * features.T @ (w * (asks - p))
         j_c = batch_cost_ratio(costs)
-        lam = dual_update(lam, j_c, tau.at(step), eta)
+        lam = dual_update(lam, j_c, tau.at(step), eta, cap)
         ratios.append(j_c)
         lams.append(lam)
         n_help.append(int(asks.sum()))
@@ -104,3 +121,31 @@ def test_too_large_policy_step_collapses_and_the_detector_flags_it():
     healthy = simulate(TauSchedule.parse(0.3), STEPS, lam=2.0, lr=POLICY_LR)
     assert not healthy["flags"].any()
     assert abs(healthy["ratio"][-50:].mean() - 0.3) < 0.05
+
+
+def test_the_default_dual_step_binds_within_the_run():
+    """DUAL_LR with lambda capped at LAMBDA_MAX, at the real-model evidence runs' size (150 steps
+    of 4 prompts x G=4, where one step's J_c is noisy): from lambda_init 0 and 2, for tau 0.1
+    and 0.2, the ratio over the last 20% of steps is within 0.05 of tau on average over seeds
+    (within 0.1 in every seed) and lambda stays in [0, LAMBDA_MAX]. The paper's 0.01 and a
+    step that crosses the range over the run (8 / T) do not get there in 150 steps."""
+    steps, tail = 150, 30
+
+    def tails(tau: float, lam_init: float, eta: float) -> list[float]:
+        runs = [
+            simulate(
+                TauSchedule.parse(tau), steps, lam_init, SMALL_BATCH_LR, seed=seed, eta=eta,
+                n_prompts=4, cap=LAMBDA_MAX, g=4,
+            )
+            for seed in range(4)
+        ]  # fmt: skip
+        assert all(0 <= r["lam"].min() and r["lam"].max() <= LAMBDA_MAX for r in runs)
+        return [float(r["ratio"][-tail:].mean()) for r in runs]
+
+    for tau in (0.1, 0.2):
+        for lam_init in (0.0, 2.0):
+            got = tails(tau, lam_init, DUAL_LR)
+            assert abs(np.mean(got) - tau) < 0.05, (tau, lam_init, got)
+            assert max(abs(x - tau) for x in got) < 0.1, (tau, lam_init, got)
+    for slow in (0.01, 8 / steps):
+        assert abs(np.mean(tails(0.1, 0.0, slow)) - 0.1) > 0.05  # overshoots, or never arrives

@@ -15,7 +15,7 @@ from conftest import run_cli
 from edgecl.backends.base import Completion, LoraConfig
 from edgecl.cloud import make_cloud
 from edgecl.core.protocol import format_help_request, format_response
-from edgecl.evaluate import COLUMNS, evaluate, record, report_from_row
+from edgecl.evaluate import COLUMNS, auroc, evaluate, record, report_from_row
 from edgecl.store import Store
 from edgecl.tasks.registry import get_task
 
@@ -52,7 +52,15 @@ class ScriptedModel:
         self.prompts.append(messages[-1]["content"])
         return [len(self.prompts) - 1]
 
-    def sample(self, prompts, group_size, max_tokens, temperature, top_p, stop=(), seed=None):
+    class tokenizer:  # one id per word: enough for the help score's bookkeeping
+        @staticmethod
+        def encode(text: str, add_special_tokens: bool = False) -> list[int]:
+            return [7] * len(text.split())
+
+    def sequence_logprobs(self, prompts, completions):
+        return [np.full(len(c), -0.5) for c in completions]  # P(trigger) the same everywhere
+
+    def sample(self, prompts, group_size, max_tokens, temperature, top_p=1.0, stop=(), seed=None):
         self.calls.append({"n": len(prompts), "group_size": group_size, "t": temperature})
         out = []
         for p, ids in enumerate(prompts):
@@ -80,7 +88,7 @@ def test_metrics_follow_their_definitions(task_file):
     }
     model = ScriptedModel(answers)
     report = evaluate(model, task, make_cloud("reference", task=task), max_tokens=16, batch_size=4)
-    assert [c["n"] for c in model.calls] == [4, 2]  # batches of at most 4 prompts
+    assert [c["n"] for c in model.calls] == [4, 1, 2]  # batches of <= 4; 1 made to answer
     assert all(c["group_size"] == 1 and c["t"] == 0.0 for c in model.calls)  # greedy, G=1
     assert report["n"] == 6 and [r["id"] for r in report["items"]] == [
         i.id for i in task.items("eval")
@@ -98,6 +106,20 @@ def test_metrics_follow_their_definitions(task_file):
     assert by_question["What is 6+7?"]["violation"] == "truncated"
     assert by_question["What is 6+7?"]["tokens"] == 16
     assert report["mean_tokens"] == pytest.approx(sum(r["tokens"] for r in report["items"]) / 6)
+    # Made to answer, 12+30's scripted text is no answer, so it would fail; only 2+3 succeeds.
+    assert [r["would_fail"] for r in report["items"]] == [False, True, True, True, True, True]
+    # P(help): the trigger's probability after <answer> (here the same 0.22 for every response
+    # with one), 1 for a trigger without <answer>, 0 for no <answer> and no trigger.
+    assert report["help_auroc"] == pytest.approx((1 + 0.5 * 2) / 5)
+    assert report["levels"]["all"]["n"] == 6
+    assert report["levels"]["all"]["help"] == pytest.approx(2 / 6)
+
+
+def test_auroc_by_hand():
+    assert auroc([0.9, 0.8, 0.1], [True, True, False]) == 1.0
+    assert auroc([0.1, 0.8, 0.9], [True, False, False]) == 0.0
+    assert auroc([0.5, 0.5, 0.2, 0.7], [True, False, True, False]) == pytest.approx(0.125)
+    assert auroc([0.3, 0.4], [True, True]) is None
 
 
 def test_tiny_model_report_is_consistent_and_stored(tiny_model, task_file):

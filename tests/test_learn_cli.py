@@ -89,6 +89,7 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path, edgecl_home, tiny_mlx_dir):
 def test_second_run_reuses_the_warmup_and_rewarm_redoes_it(tmp_path, edgecl_home, tiny_mlx_dir):
     model, task = tiny_mlx_dir, sums_task(tmp_path, 9)
     options = "--budget 0.3 --steps 1 --batch-size 2 --group-size 2 --max-tokens 8 --warmup-steps 2"
+    options += " --help-steps 2"
 
     def learn(name, *extra):
         args = ["learn", "--task", str(task), "--model", str(model), *options.split()]
@@ -97,12 +98,12 @@ def test_second_run_reuses_the_warmup_and_rewarm_redoes_it(tmp_path, edgecl_home
         return result.stdout
 
     first = learn("one")
-    assert "warm-up step 2/2" in first and "reusing" not in first
+    assert "warm-up format 2/2" in first and "reusing" not in first
     second = learn("two")
     assert "warm-up: reusing the one made" in second and "--rewarm redoes it" in second
-    assert "warm-up step" not in second and "probe:" not in second
+    assert "warm-up format" not in second and "probe:" not in second
     third = learn("three", "--rewarm")
-    assert "warm-up step 2/2" in third and "reusing" not in third
+    assert "warm-up format 2/2" in third and "reusing" not in third
 
 
 @pytest.mark.parametrize("mode", ["gapg", "da-grpo"])

@@ -150,3 +150,17 @@ def test_step_seconds_come_from_runs_with_the_same_settings(store):
     assert store.step_seconds({**small, "max_tokens": 64}) == [5.0]
     assert store.step_seconds({**small, "batch_size": 2}) == []
     assert len(store.step_seconds(small, limit=2)) == 2
+
+
+def test_a_database_from_before_a_new_column_gains_it(tmp_path):
+    """A steps table written before `j_c_mean` existed gets the column; its rows keep NULL."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE steps (run TEXT NOT NULL, step INTEGER NOT NULL, j_c REAL, "
+                     "PRIMARY KEY (run, step))")  # fmt: skip
+        conn.execute("INSERT INTO steps (run, step, j_c) VALUES ('old', 1, 0.5)")
+    store = Store(path)
+    store.record_step("new", {"step": 1, "j_c": 0.25, "j_c_mean": 0.25}, [], [])
+    assert store.steps("old")[0]["j_c_mean"] is None
+    assert store.steps("new")[0]["j_c_mean"] == 0.25
+    store.close()

@@ -117,7 +117,7 @@ def test_mixed_kinds_and_bad_fields(tmp_path):
             {"prompt": "What is 1+1?", "answer": "2"},
             {"prompt": "Write f.", "tests": "assert f() == 1"},
             {"prompt": "Pick", "choices": ["x", "y"], "answer": "C"},
-            {"prompt": "Hard", "answer": "1", "difficulty": "extreme"},
+            {"prompt": "Hard", "answer": "1", "difficulty": 3},
             {"prompt": "", "answer": "1"},
         ],
     )

@@ -1,9 +1,11 @@
-"""Math tasks: fixed disjoint splits, difficulty labels, math-verify and exact verification."""
+"""Math tasks: disjoint splits, graded levels, phrasings, math-verify and exact verification."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from collections import Counter
 
 import pytest
 from hypothesis import given
@@ -11,7 +13,7 @@ from hypothesis import strategies as st
 
 from edgecl.errors import EdgeclError
 from edgecl.tasks.base import MAX_STEPS, fit_steps
-from edgecl.tasks.math_tasks import MathTask, verify_math
+from edgecl.tasks.math_tasks import PHRASINGS, TASK_LEVELS, MathTask, verify_math
 from edgecl.tasks.registry import get_task
 
 LEVELS = ("mix", "easy", "hard")
@@ -29,16 +31,21 @@ def tasks() -> dict[str, MathTask]:
 
 def test_split_sizes_and_ids_are_unique(tasks):
     for task in tasks.values():
-        train, eval_ = task.items("train"), task.items("eval")
-        assert len(train) == 300 and len(eval_) == 100
-        assert len({i.id for i in train + eval_}) == 400
-        assert len({i.question for i in train + eval_}) == 400
+        train, eval_, unseen = (task.items(s) for s in ("train", "eval", "unseen"))
+        assert len(train) == 300 and len(eval_) == len(unseen) == 100
+        assert len({i.id for i in train + eval_ + unseen}) == 500
+        assert len({i.question for i in train + eval_ + unseen}) == 500
 
 
-def test_train_and_eval_never_share_a_question_across_levels(tasks):
-    train = {i.question for t in tasks.values() for i in t.items("train")}
-    eval_ = {i.question for t in tasks.values() for i in t.items("eval")}
-    assert not train & eval_
+def _numbers(question: str) -> tuple[str, ...]:
+    """The problem behind a phrasing: its numbers and operators in order."""
+    return tuple(re.findall(r"\d+|[-+*/()]", question))
+
+
+def test_train_and_eval_never_share_a_problem_across_levels(tasks):
+    train = {_numbers(i.question) for t in tasks.values() for i in t.items("train")}
+    for split in ("eval", "unseen"):
+        assert not train & {_numbers(i.question) for t in tasks.values() for i in t.items(split)}
 
 
 def test_splits_are_fixed_by_the_seed(tasks):
@@ -49,15 +56,43 @@ def test_splits_are_fixed_by_the_seed(tasks):
     assert {i.id for i in other.items("eval")} != {i.id for i in tasks["mix"].items("eval")}
 
 
-def test_difficulty_labels(tasks):
-    assert {i.difficulty for i in tasks["easy"].items("train")} == {"easy"}
-    assert {i.difficulty for i in tasks["hard"].items("train")} == {"hard"}
-    mix = tasks["mix"].items("train")
-    hard = [i for i in mix if i.difficulty == "hard"]
-    assert len(hard) == 100 and len(mix) - len(hard) == 200
-    easy_q = tasks["easy"].items("train")[0].question
-    assert easy_q.startswith("State the final answer to the following arithmetic problem:")
-    assert any("Give the result as your final answer" in i.question for i in hard)  # gsm
+def test_levels_and_their_shares(tasks):
+    assert {i.difficulty for i in tasks["easy"].items("train")} == {"2x1", "2x2"}
+    assert {i.difficulty for i in tasks["hard"].items("train")} == {"arith", "gsm"}
+    for split in ("train", "eval", "unseen"):
+        counts = Counter(i.difficulty for i in tasks["mix"].items(split))
+        shares = [counts[level] / sum(counts.values()) for level in TASK_LEVELS["mix"]]
+        assert shares == [0.2, 0.2, 0.2, 0.15, 0.15, 0.1]
+        # no set of the hardest levels makes up a default tau (0.3 math, 0.5 code)
+        assert all(round(sum(shares[k:]), 6) not in (0.3, 0.5) for k in range(len(shares)))
+    gsm = [i for i in tasks["hard"].items("train") if i.difficulty == "gsm"]
+    assert all("Give the result as your final answer" in i.question for i in gsm)
+
+
+def test_phrasings_vary_within_a_level_and_unseen_ones_are_new(tasks):
+    mix = tasks["mix"]
+    for level in ("2x2", "4x3"):
+        questions = [i.question for i in mix.items("train") if i.difficulty == level]
+        templates = {q.replace(" ".join(_expr(q)), "{e}") for q in questions}
+        assert len(templates) >= 4  # the same level is asked in several ways
+    seen = {t.split("{e}")[0] for t in PHRASINGS["expression"]}
+    for asked, unseen in zip(mix.items("eval"), mix.items("unseen")):
+        assert _numbers(asked.question) == _numbers(unseen.question)
+        assert (asked.answer, asked.difficulty) == (unseen.answer, unseen.difficulty)
+        assert asked.question != unseen.question
+    assert not any(
+        i.question.startswith(prefix) for i in mix.items("unseen") for prefix in seen if prefix
+    )
+
+
+def _expr(question: str) -> list[str]:
+    return re.findall(r"\d+(?: [+-] \d+)+", question)
+
+
+def test_chain_sums_are_shown_as_partial_sums(tasks):
+    item = next(i for i in tasks["mix"].items("train") if i.difficulty == "4x3")
+    steps = tasks["mix"].gold_steps(item)
+    assert len(steps) == 3 and steps[-1].endswith(f"= {item.answer}.")
 
 
 def test_every_gold_answer_verifies_and_a_wrong_one_does_not(tasks):

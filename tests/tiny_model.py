@@ -171,8 +171,9 @@ def make_protocol_tiny(
     mlx_dir: str | Path, out_dir: str | Path, task, steps: int = 25, lr: float = 3e-3, seed: int = 0
 ) -> Path:
     """A copy of a tiny model fully fine-tuned (not LoRA: a random 64-wide model learns too
-    slowly through LoRA) on `task`'s demonstrations, so it writes the response protocol and
-    asks for help on some prompts: the trainer's mechanics then have real help requests."""
+    slowly through LoRA) on `task`'s demonstrations (a help request on items labelled "hard"),
+    so it writes the response protocol and asks for help on some prompts: the trainer's
+    mechanics then have real help requests."""
     import shutil
 
     import mlx.core as mx
@@ -183,14 +184,18 @@ def make_protocol_tiny(
     from edgecl.backends.mlx_backend import MLXModel
     from edgecl.backends.mlx_loss import pack, pg_loss
     from edgecl.core.protocol import build_messages
-    from edgecl.warmup import demonstration
+    from edgecl.warmup import help_request, solution
 
     model = MLXModel.load(mlx_dir)
     eos = sorted(model.eos_ids)[:1]
     data = [
         (
             model.chat_ids(build_messages(task.kind, it.question, it.choices)),
-            model.tokenizer.encode(demonstration(task, it), add_special_tokens=False) + eos,
+            model.tokenizer.encode(
+                (help_request if it.difficulty == "hard" else solution)(task, it),
+                add_special_tokens=False,
+            )
+            + eos,
         )
         for it in task.items("train")
     ]

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +195,19 @@ class MLXModel:
         )
         self.lora = config
         self.set_optimizer(learning_rate)
+
+    @contextmanager
+    def adapter_disabled(self) -> Iterator[None]:
+        """The base model while inside: every LoRA layer's scale is 0 (then restored)."""
+        layers = [m for _, m in self.model.named_modules() if hasattr(m, "lora_a")]
+        scales = [m.scale for m in layers]
+        for m in layers:
+            m.scale = 0.0
+        try:
+            yield
+        finally:
+            for m, scale in zip(layers, scales):
+                m.scale = scale
 
     def set_optimizer(self, learning_rate: float) -> None:
         """A fresh Adam (the warm-up and DA-GRPO phases each start their own)."""

@@ -2,6 +2,19 @@
 
 tau is an upper bound (eq. 1: J_c <= tau): when the model asks less than tau, lambda falls to 0
 and stays there, which is correct.
+
+Two departures from eq. 3, both about making a binding budget bind within a run of 50-150
+small steps (the paper runs 840 steps of larger batches at eta_lambda = 0.01):
+- lambda is also bounded above, by LAMBDA_MAX: there a help request (shaped reward
+  alpha_a - lambda * alpha_c with a perfect cloud) scores below every local outcome, even a
+  format violation, so a larger lambda cannot change which sample a group prefers; it would
+  only take as long to come back down when the model later needs help again.
+- the default step DUAL_LR = 0.5 makes lambda the fast player and the policy the slow one: one
+  step of plain over-use (J_c - tau = 0.5) moves lambda by a fifth of [0, LAMBDA_MAX], so lambda
+  settles where the current policy's ratio meets tau within a few steps, and the run length
+  needed is the policy's own time to respond. With a slow dual (the paper's 0.01, or 8 / T) the
+  policy overshoots while lambda catches up, then sits at no help at all while lambda crawls
+  back down at eta * tau per step; tests/test_control.py measures both on a stub policy.
 """
 
 from __future__ import annotations
@@ -12,12 +25,27 @@ from itertools import pairwise
 
 import numpy as np
 
+from edgecl.core.rewards import ALPHA_A, ALPHA_C, ALPHA_F
 from edgecl.errors import EdgeclError
 
+# Help then earns alpha_a - lambda * alpha_c = -2 alpha_f: below a format violation (-alpha_f).
+LAMBDA_MAX = (ALPHA_A + 2 * ALPHA_F) / ALPHA_C
+DUAL_LR = 0.5  # eta_lambda; see the module docstring
+RATIO_WINDOW = 10  # steps in the running-mean cloud ratio shown next to tau
 
-def dual_update(lam: float, j_c: float, tau: float, eta: float) -> float:
-    """lambda <- max(0, lambda + eta * (J_c - tau)): projected dual ascent, no gradients."""
-    return max(0.0, float(lam) + float(eta) * (float(j_c) - float(tau)))
+
+def dual_update(lam: float, j_c: float, tau: float, eta: float, cap: float = float("inf")) -> float:
+    """lambda <- min(cap, max(0, lambda + eta * (J_c - tau))): projected dual ascent (eq. 3)."""
+    return min(float(cap), max(0.0, float(lam) + float(eta) * (float(j_c) - float(tau))))
+
+
+def running_ratio(ratios: list[float], window: int = RATIO_WINDOW) -> float:
+    """The mean of the last `window` steps' cloud ratios J_c (all of them while fewer): one
+    4-prompt step's J_c has a standard deviation near 0.24, too noisy to read against tau."""
+    recent = list(ratios)[-window:]
+    if not recent:
+        raise ValueError("running_ratio() of no steps")
+    return float(np.mean(recent))
 
 
 def batch_cost_ratio(costs: np.ndarray) -> float:

@@ -27,7 +27,7 @@ class Item:
     tests: str | None = None  # code: test code (asserts, or HumanEval's check())
     entry_point: str | None = None
     choices: tuple[str, ...] | None = None  # QA: option texts, letters A.. in order
-    difficulty: str = "easy"  # "easy" | "hard" (warm-up demonstrates the trigger on "hard")
+    difficulty: str = ""  # the item's level ("2x1", "hard", ...): eval reports per level
 
 
 @runtime_checkable

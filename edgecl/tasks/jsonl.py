@@ -10,7 +10,9 @@ Code rows need "tests" (Python run after the candidate code; a failing assert fa
 their optional "answer" is a reference solution (used by the reference cloud and the warm-up
 demonstrations) and "entry_point" the function's name. QA "answer" is a letter, a 1-based
 index or the text of one of the "choices". Optional on any row: "id" (default: a hash of the
-prompt), "difficulty" ("easy" | "hard") and "split" ("train" | "eval").
+prompt), "difficulty" (a level label such as "easy" or "3-digit": eval reports accuracy and help
+per label; the warm-up decides where to ask for help from measured ability, not from it) and
+"split" ("train" | "eval").
 
 Split: a row without "split" goes to eval when a hash of (seed, id) falls in the lowest 20%,
 so adding rows never moves the old ones. All bad rows are reported in one error, by line.
@@ -168,8 +170,9 @@ def _check_row(row: dict) -> str | None:
         return "'tests' is empty"
     if "tests" in row and "choices" in row:
         return "a row has either 'tests' (code) or 'choices' (QA), not both"
-    if row.get("difficulty", "easy") not in ("easy", "hard"):
-        return "'difficulty' must be 'easy' or 'hard'"
+    label = row.get("difficulty", "")
+    if not isinstance(label, str) or len(label) > 40:
+        return "'difficulty' must be a short label such as 'easy' or 'hard'"
     if row.get("split", "train") not in SPLITS:
         return "'split' must be 'train' or 'eval'"
     if "choices" in row:
@@ -198,7 +201,7 @@ def _choice_letter(answer, choices: list[str]) -> str | None:
 def _item(row: dict, kind: str) -> Item:
     prompt = row["prompt"].strip()
     item_id = str(row.get("id") or f"jsonl/{stable_hash(prompt)[:16]}")
-    difficulty = row.get("difficulty", "easy")
+    difficulty = row.get("difficulty", "")
     if kind == "code":
         entry = row.get("entry_point") or _first_function(str(row.get("answer", "")))
         return Item(

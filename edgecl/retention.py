@@ -1,0 +1,97 @@
+"""General ability outside the tasks: the base model's own answers, kept and measured.
+
+`general_prompts()` are 60 short instructions, facts and chats written for edgecl (none is a
+task item). `base_answers()` are the base model's greedy answers to them, without the protocol
+system prompt, stored per model in the data dir. They serve twice:
+
+- the warm-up and DA-GRPO mix them in as self-distillation rows (the adapter is trained to keep
+  saying what the base model said), so learning the protocol does not wipe out plain chat;
+- `retention()` measures what an adapter kept: the mean per-token log-likelihood of those
+  answers under the adapted model against the base model's, and how many of the adapted
+  model's own answers degenerate into a repeated token or tag (with and without the protocol
+  system prompt).
+
+    python benchmarks/retention.py --adapter ~/.local/share/edgecl/runs/NAME/adapter
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from edgecl import paths
+from edgecl.core.protocol import SYSTEM_PROMPT
+
+PROMPTS_FILE = Path(__file__).parent / "tasks" / "data" / "general_prompts.txt"
+ANSWER_TOKENS = 48  # long enough to show degeneration, short enough for CI's tiny runs
+
+# A unit of 1-16 characters repeated four or more times in a row ("<br><br><br><br>", "a a a a").
+_REPEAT = re.compile(r"(\S.{0,15}?)(?:\s*\1){3,}", re.S)
+
+
+def general_prompts() -> list[str]:
+    lines = PROMPTS_FILE.read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def chat(prompt: str, protocol: bool = False) -> list[dict]:
+    """A one-turn chat; `protocol` puts the paper's system prompt first."""
+    system = [{"role": "system", "content": SYSTEM_PROMPT}] if protocol else []
+    return [*system, {"role": "user", "content": prompt}]
+
+
+def degenerate(text: str) -> bool:
+    """True if `text` falls into a loop: the same short unit four or more times in a row."""
+    return bool(_REPEAT.search(text))
+
+
+def base_answers(model, max_tokens: int = ANSWER_TOKENS) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, answer ids) of the base model's greedy answers to the general prompts.
+
+    Any attached adapter is switched off meanwhile. Stored per model fingerprint, so every
+    later call is a file read.
+    """
+    path = paths.data_dir() / "general" / f"{model.fingerprint[:16]}-{max_tokens}.json"
+    if path.is_file():
+        return [(p, a) for p, a in json.loads(path.read_text())]
+    prompts = [model.chat_ids(chat(p)) for p in general_prompts()]
+    with model.adapter_disabled():
+        outs = model.sample(prompts, 1, max_tokens, temperature=0.0)
+    pairs = [(list(p), list(o.token_ids)) for p, o in zip(prompts, outs)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(pairs))
+    tmp.replace(path)
+    return pairs
+
+
+def mean_loglik(model, pairs: list[tuple[list[int], list[int]]]) -> float:
+    """Mean per-token log-likelihood of the answers under `model` (all tokens pooled)."""
+    out = model.sequence_logprobs([p for p, _ in pairs], [a for _, a in pairs])
+    return float(np.concatenate(out).mean())
+
+
+def retention(model, pairs, base_loglik: float, max_tokens: int = ANSWER_TOKENS) -> dict:
+    """What the adapted `model` kept: log-likelihood drop of the base answers and degeneration.
+
+    `base_loglik` is `mean_loglik` with the adapter disabled. drop = (base - adapted) / |base|: 0.1
+    means the base answers became 10% less likely per token (in log space).
+    """
+    adapted = mean_loglik(model, pairs)
+    report = {
+        "base_loglik": base_loglik,
+        "adapted_loglik": adapted,
+        "drop": (base_loglik - adapted) / abs(base_loglik),
+        "n": len(pairs),
+    }
+    for protocol in (False, True):
+        prompts = [model.chat_ids(chat(p, protocol)) for p in general_prompts()]
+        outs = model.sample(prompts, 1, max_tokens, temperature=0.0)
+        bad = [(p, o.text) for p, o in zip(general_prompts(), outs) if degenerate(o.text)]
+        key = "protocol" if protocol else "plain"
+        report[f"degenerate_{key}"] = len(bad)
+        report[f"examples_{key}"] = bad[:3]
+    return report
