@@ -138,7 +138,8 @@ def profile_decode(model: MLXModel, batch: int, context: int, steps: int, gemm: 
         return mx.random.categorical(logprobs)[:, None].astype(mx.int32)
 
     def edgecl_step(token, cache, rng):
-        tokens, _ = next_tokens(np.array(model._decode(token, cache)), 1.0, 1.0, rng)
+        logits = np.array(model._decode(token, cache))
+        tokens, _ = next_tokens(logits, 1.0, 1.0, rng.random(len(logits)))
         return mx.array(tokens)[:, None]
 
     flops = 2 * params * batch
@@ -259,7 +260,7 @@ def profile_ops(batch: int, context: int) -> None:
         emit("op", op=label, shape="32x49152", ms=round(1e3 * timed(fn, repeats=10), 2))
     emit("op", op="numpy exp", shape="32x49152", ms=round(1e3 * timed_numpy(np.exp, xn), 2))
     rng = np.random.default_rng(0)
-    ms = 1e3 * timed_numpy(lambda a: next_tokens(a, 1.0, 1.0, rng), xn)
+    ms = 1e3 * timed_numpy(lambda a: next_tokens(a, 1.0, 1.0, rng.random(len(a))), xn)
     emit("op", op="next_tokens (numpy)", shape="32x49152", ms=round(ms, 2))
 
     # Decode attention, SmolLM2's shapes: 9 query heads on 3 key heads of 64, cache of `context`.

@@ -116,6 +116,7 @@ def learn(
 
 
 def _build_trainer(config, store):
+    from edgecl.backends.distributed import World
     from edgecl.backends.mlx_backend import MLXModel
     from edgecl.models.registry import resolve_model
     from edgecl.tasks.registry import get_task
@@ -123,16 +124,19 @@ def _build_trainer(config, store):
 
     for phase in config.phases:  # bad task names and files fail before the model loads
         get_task(phase.task, config.verifier, config.seed)
+    world = World.init()  # more than one rank under `mlx.launch`: data parallel
+    console.quiet = not world.is_main  # rank 0 speaks for all
     entry = resolve_model(config.model)
     model = MLXModel.load(entry.mlx_dir, entry.name)
+    ranks = f", {world.size} data-parallel ranks" if world.size > 1 else ""
     console.print(
         f"run {config.run_name}: model {entry.name}, "
         f"{' -> '.join(f'{p.task} (tau {p.budget}, {p.steps} steps)' for p in config.phases)}, "
         f"batch {config.batch_size} x G {config.group_size}, {config.max_tokens} tokens, "
-        f"cloud {config.cloud}"
+        f"cloud {config.cloud}{ranks}"
     )
     display = _Display()
-    trainer = Trainer(config, model, store, on_event=display)
+    trainer = Trainer(config, model, store, on_event=display, world=world)
     display.total = trainer.total_steps
     return trainer
 

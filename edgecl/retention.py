@@ -17,6 +17,7 @@ system prompt, stored per model in the data dir. They serve twice:
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def base_answers(model, max_tokens: int = ANSWER_TOKENS) -> list[tuple[list[int]
         outs = model.sample(prompts, 1, max_tokens, temperature=0.0)
     pairs = [(list(p), list(o.token_ids)) for p, o in zip(prompts, outs)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # data-parallel ranks may both write it
     tmp.write_text(json.dumps(pairs))
     tmp.replace(path)
     return pairs

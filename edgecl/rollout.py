@@ -7,7 +7,7 @@ all help-seeking samples; compose; score r and c on the composed responses.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from edgecl.backends.base import Completion
 from edgecl.core.protocol import STOP_STRINGS, build_messages, requests_help
@@ -36,6 +36,48 @@ class Rollout:
     @property
     def n_tokens(self) -> int:
         return sum(len(c.token_ids) for c in self.completions)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Rollout:
+        items = [Item(**{**i, "choices": tuple(i["choices"]) if i["choices"] else None})
+                 for i in d["items"]]  # fmt: skip
+        return cls(
+            items,
+            d["prompt_ids"],
+            [Completion(**c) for c in d["completions"]],
+            [SampleScore(**s) for s in d["scores"]],
+            d["correct"],
+            d["cloud_calls"],
+            d["seconds"],
+        )
+
+
+def merge(parts: list[Rollout], owners: list[list[int]]) -> Rollout:
+    """One rollout of a whole batch from the shares that data-parallel ranks sampled: `owners[r]`
+    are the batch positions of rank r's prompts. Prompts and their G completions are put back
+    in batch order; seconds are the slowest rank's."""
+    n = sum(len(o) for o in owners)
+    slot: list[tuple[int, int]] = [(0, 0)] * n  # position -> (rank, its local prompt index)
+    for rank, positions in enumerate(owners):
+        for local, position in enumerate(positions):
+            slot[position] = (rank, local)
+    items, prompt_ids, completions, scores, correct = [], [], [], [], []
+    for position, (rank, local) in enumerate(slot):
+        part = parts[rank]
+        items.append(part.items[local])
+        prompt_ids.append(part.prompt_ids[local])
+        for k, c in enumerate(part.completions):
+            if c.prompt_index == local:
+                completions.append(Completion(**{**asdict(c), "prompt_index": position}))
+                scores.append(part.scores[k])
+                correct.append(part.correct[k])
+    by_item = {item.id: k for k, item in enumerate(items)}
+    calls = sorted((c for p in parts for c in p.cloud_calls), key=lambda c: by_item[c["item_id"]])
+    seconds = {k: max(p.seconds.get(k, 0.0) for p in parts) for k in parts[0].seconds}
+    return Rollout(items, prompt_ids, completions, scores, correct, calls, seconds)
 
 
 def answer_of(parsed, kind: str) -> str | None:

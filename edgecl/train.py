@@ -10,10 +10,8 @@ written to SQLite, so `--resume` continues exactly (same data order, samples and
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import numpy as np
 
 from edgecl import paths
 from edgecl.backends.base import LoraConfig
+from edgecl.backends.distributed import World
 from edgecl.cloud import make_cloud
 from edgecl.config import TrainConfig
 from edgecl.core.advantages import sample_weights
@@ -33,8 +32,9 @@ from edgecl.core.dual import (
     dual_update,
 )
 from edgecl.errors import EdgeclError
+from edgecl.interrupts import interrupts, nothing
 from edgecl.retention import base_answers
-from edgecl.rollout import Rollout, collect
+from edgecl.rollout import Rollout, collect, merge
 from edgecl.store import Store, now
 from edgecl.tasks.registry import get_task
 from edgecl.warmup import phase0, stored_warmup
@@ -63,9 +63,11 @@ class Trainer:
         model,
         store: Store | None = None,
         on_event: Callable[[str, dict], None] | None = None,
+        world: World | None = None,
     ):
         self.config = config
         self.model = model
+        self.world = world or World()  # data-parallel ranks (edgecl.backends.distributed)
         self.store = store or Store()
         self.on_event = on_event or (lambda kind, data: None)
         self.tasks = [get_task(p.task, config.verifier, config.seed) for p in config.phases]
@@ -85,9 +87,13 @@ class Trainer:
     # ------------------------------------------------------------------ start / resume
     def prepare(self, resume: bool = False, rewarm: bool = False) -> None:
         """Start a new run or resume one, then the warm-up (phase 0) if not done yet: a stored
-        one for this model, tasks and settings, unless `rewarm`."""
+        one for this model, tasks and settings, unless `rewarm`. Data parallel: rank 0 does all
+        of it, and the other ranks take its adapter, optimizer and state."""
         c = self.config
-        if resume:
+        if not self.world.is_main:
+            self._attach()
+            self.general = base_answers(self.model)
+        elif resume:
             if self.store.get_run(c.run_name) is None:
                 raise EdgeclError(f"no run named {c.run_name!r} to resume (see edgecl runs list)")
             if self._checkpoint() is not None:
@@ -106,9 +112,13 @@ class Trainer:
                 status="running",
                 adapter_dir=str(self.checkpoint),
             )
-        self.general = base_answers(self.model)  # kept by self-distillation while learning
-        if self.state.warmup is None:
-            self.run_warmup(rewarm)
+        if self.world.is_main:
+            self.general = base_answers(self.model)  # kept by self-distillation while learning
+            if self.state.warmup is None:
+                self.run_warmup(rewarm)
+        self.model.broadcast_state(self.world)
+        self.state = TrainerState(**self.world.broadcast(vars(self.state)))
+        self.collapse = CollapseDetector.from_dict(self.world.broadcast(self.collapse.to_dict()))
 
     def _attach(self) -> None:
         c = self.config
@@ -157,6 +167,8 @@ class Trainer:
         return record
 
     def save(self) -> None:
+        if not self.world.is_main:
+            return
         self.state.collapse = self.collapse.to_dict()
         self.state.clouds = {
             str(i): c.state_dict() for i, c in enumerate(self.clouds) if hasattr(c, "state_dict")
@@ -186,29 +198,41 @@ class Trainer:
     def run(self) -> None:
         """Train until every phase is done; Ctrl-C stops after saving the last full step."""
         try:
-            with _interrupts() as guard:
+            with interrupts() as guard:
                 while self.state.step < self.total_steps:
                     self.step(guard)
         except KeyboardInterrupt:
-            self.store.update_run(self.config.run_name, status="interrupted")
+            if self.world.is_main:
+                self.store.update_run(self.config.run_name, status="interrupted")
             raise
-        self.store.update_run(self.config.run_name, status="done")
+        if self.world.is_main:
+            self.store.update_run(self.config.run_name, status="done")
         self.on_event("done", {"step": self.state.step, "lambda": self.state.lam})
 
     def rollout(self, phase: int, phase_step: int) -> Rollout:
+        """The step's rollout; data parallel, each rank samples its share of the prompts (with
+        the seeds one process would use for them) and every rank gets the whole of it."""
         c = self.config
-        return collect(
+        items = self.batch(phase, phase_step)
+        mine = self.world.share(len(items))
+        seed = _step_seed(c.seed, self.state.step)
+        share = collect(
             self.model,
             self.tasks[phase],
-            self.batch(phase, phase_step),
+            [items[j] for j in mine],
             self.clouds[phase],
             c.group_size,
             c.max_tokens,
             c.temperature,
             c.top_p,
-            seed=_step_seed(c.seed, self.state.step),
+            seed=[[seed, j] for j in mine],
             reward_variant=c.reward_variant,
         )
+        if self.world.size == 1:
+            return share
+        parts = [Rollout.from_dict(d) for d in self.world.gather(share.to_dict())]
+        owners = [list(range(r, len(items), self.world.size)) for r in range(self.world.size)]
+        return merge(parts, owners)
 
     def weights(self, rollout: Rollout, lam: float) -> np.ndarray:
         """Per-sample policy-gradient weights (eq. 8) for this rollout at dual variable lam."""
@@ -232,12 +256,15 @@ class Trainer:
         start = time.perf_counter()
         loss = 0.0
         if np.any(weights != 0):  # no signal in any group: no update (Adam would still drift)
-            prompts = [rollout.prompt_ids[o.prompt_index] for o in rollout.completions]
-            targets = [o.token_ids for o in rollout.completions]
-            prompts, targets, weights = self._with_general(prompts, targets, weights)
+            mine = set(self.world.share(len(rollout.items)))  # each rank: its own samples
+            rows = [k for k, o in enumerate(rollout.completions) if o.prompt_index in mine]
+            prompts = [rollout.prompt_ids[rollout.completions[k].prompt_index] for k in rows]
+            targets = [rollout.completions[k].token_ids for k in rows]
+            prompts, targets, w = self._with_general(prompts, targets, weights[rows])
             loss = self.model.policy_gradient_step(
-                prompts, targets, weights, normalizer=c.max_tokens, micro_batch=c.micro_batch
+                prompts, targets, w, c.max_tokens, c.micro_batch, world=self.world
             )
+            loss = float(self.world.sum([loss])[0])
         seconds_grad = time.perf_counter() - start
         j_c = batch_cost_ratio(rollout.costs)
         new_lam = dual_update(lam, j_c, tau, c.dual_lr, LAMBDA_MAX)
@@ -260,14 +287,15 @@ class Trainer:
             seconds_grad,
             time.perf_counter() - started,
         )
-        with guard.critical() if guard else _nothing():
+        with guard.critical() if guard else nothing():
             self.save()
-            self.store.record_step(
-                c.run_name,
-                row,
-                _sample_rows(self, rollout),
-                [dict(r, step=self.state.step) for r in rollout.cloud_calls],
-            )
+            if self.world.is_main:
+                self.store.record_step(
+                    c.run_name,
+                    row,
+                    _sample_rows(self, rollout),
+                    [dict(r, step=self.state.step) for r in rollout.cloud_calls],
+                )
         self.last_rollout = rollout
         self.on_event("step", row)
         return row
@@ -276,7 +304,7 @@ class Trainer:
         """Append `general_rows` base-model answers to general prompts (self-distillation),
         weighted so they add `distill_weight` x their mean token NLL to the loss."""
         c = self.config
-        if c.general_rows < 1 or c.distill_weight <= 0:
+        if c.general_rows < 1 or c.distill_weight <= 0 or not self.world.is_main:
             return prompts, targets, weights
         rng = np.random.default_rng([c.seed, self.state.step, 5])
         picks = rng.choice(len(self.general), size=min(c.general_rows, len(self.general)))
@@ -345,46 +373,3 @@ def _sample_rows(trainer, rollout: Rollout) -> list[dict]:
             }
         )
     return rows
-
-
-@contextmanager
-def _nothing():
-    yield
-
-
-class _Guard:
-    """Ctrl-C outside a checkpoint write stops at once; inside one it waits until it is done."""
-
-    def __init__(self):
-        self.in_critical = False
-        self.pending = False
-
-    def handler(self, signum, frame):
-        if self.in_critical:
-            self.pending = True
-        else:
-            raise KeyboardInterrupt
-
-    @contextmanager
-    def critical(self):
-        self.in_critical = True
-        try:
-            yield
-        finally:
-            self.in_critical = False
-        if self.pending:
-            raise KeyboardInterrupt
-
-
-@contextmanager
-def _interrupts():
-    guard = _Guard()
-    try:
-        previous = signal.signal(signal.SIGINT, guard.handler)
-    except ValueError:  # not the main thread: no handler, no guarantee needed
-        yield guard
-        return
-    try:
-        yield guard
-    finally:
-        signal.signal(signal.SIGINT, previous)

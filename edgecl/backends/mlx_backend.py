@@ -92,16 +92,26 @@ class MLXModel:
         temperature: float = 1.0,
         top_p: float = 1.0,
         stop: Sequence[str] = (),
-        seed: int | None = None,
+        seed: int | Sequence[int] | None = None,
     ) -> list[Completion]:
         """`group_size` completions of each prompt, decoded together in one batch.
 
         Each distinct prompt is prefilled once and its KV cache copied to its group. Returns
         completions prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...]. temperature 0 is greedy.
+        Every completion draws from its own random stream, fixed by (the prompt's seed, its
+        index in the group): `seed` is one per prompt, or one for all (then prompt p's is
+        (seed, p)). So a prompt's completions do not depend on which other prompts share the
+        batch, which lets data-parallel ranks sample shares of a batch as one process would.
         """
         if not prompts:
             return []
-        rng = np.random.default_rng(seed)
+        if seed is None or isinstance(seed, int):
+            seed = [[seed, p] if seed is not None else None for p in range(len(prompts))]
+        streams = [
+            np.random.default_rng(None if s is None else [*np.atleast_1d(s).tolist(), k])
+            for s in seed
+            for k in range(group_size)
+        ]
         logits, cache = self._prefill(prompts)
         rows = np.repeat(np.arange(len(prompts)), group_size)
         if group_size > 1:
@@ -117,7 +127,8 @@ class MLXModel:
         window = max((len(s) for s in stop), default=0) + 2  # tokens that can hold a stop string
         active = list(range(n))
         for step in range(max_tokens):
-            token, token_lp = next_tokens(np.array(logits), temperature, top_p, rng)
+            uniform = np.array([streams[b].random() for b in active])
+            token, token_lp = next_tokens(np.array(logits), temperature, top_p, uniform)
             last = step == max_tokens - 1
             if not last:
                 # Queue the next forward pass now, so it runs while Python does the bookkeeping;
@@ -223,15 +234,19 @@ class MLXModel:
         weights: Sequence[float],
         normalizer: float,
         micro_batch: int = 8,
+        world=None,
     ) -> float:
         """One optimizer step on loss = -sum_i w_i * log pi(y_i | x_i) / normalizer.
 
         log pi(y_i | x_i) sums the log-probs of the completion's ids (never re-tokenised text).
-        Micro-batches accumulate gradients so memory stays bounded on small machines.
+        Micro-batches accumulate gradients so memory stays bounded on small machines. With a
+        data-parallel `world` the gradients are summed over its ranks before the step.
         """
         if self.optimizer is None:
             raise EdgeclError("attach a LoRA adapter before training (attach_lora)")
         loss, grads = self.policy_gradient(prompts, completions, weights, normalizer, micro_batch)
+        if world is not None:
+            grads = world.sum_tree(grads)
         self.optimizer.update(self.model, grads)
         mx.eval(self.model.trainable_parameters(), self.optimizer.state)
         return loss
@@ -251,6 +266,17 @@ class MLXModel:
             total += loss.item()
         self.model.eval()
         return total, grads
+
+    def broadcast_state(self, world) -> None:
+        """Give every rank of `world` rank 0's adapter weights and optimizer state."""
+        if world.size == 1:
+            return
+        self.optimizer.init(self.model.trainable_parameters())  # the shapes, where still lazy
+        weights = world.broadcast_arrays(self.trainable())
+        self.model.load_weights(list(weights.items()), strict=False)
+        state = world.broadcast_arrays(dict(tree_flatten(self.optimizer.state)))
+        self.optimizer.state = tree_unflatten(list(state.items()))
+        mx.eval(self.model.parameters(), self.optimizer.state)
 
     # -------------------------------------------------------- checkpoints
     def save_adapter(self, directory: str | Path, extra: dict | None = None) -> Path:
@@ -355,9 +381,10 @@ def _decode_attention(attn: nn.Module, x: mx.array, cache, mask: mx.array) -> mx
 
 
 def next_tokens(
-    logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator
+    logits: np.ndarray, temperature: float, top_p: float, uniform: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One token per row of (rows, vocab) logits, and its log-probability at temperature 1.
+    """One token per row of (rows, vocab) logits, drawn with the row's number in [0, 1) from
+    `uniform`, and its log-probability at temperature 1.
 
     In numpy: MLX's CPU exp is scalar, 27x slower than numpy's on x86 (benchmarks/profile.py),
     and this runs on 32 x 49152 logits per decoded token. temperature 0 is greedy; top_p keeps
@@ -378,7 +405,7 @@ def next_tokens(
             keep = np.empty(weights.shape, dtype=bool)
             np.put_along_axis(keep, order, np.cumsum(mass, axis=-1) - mass <= top_p, axis=-1)
             weights = np.where(keep, weights, 0.0)
-        tokens = inverse_cdf(weights, rng.random(len(logits)))
+        tokens = inverse_cdf(weights, uniform)
     return tokens, shifted[rows, tokens] - log_total
 
 
