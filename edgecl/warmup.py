@@ -8,9 +8,9 @@ no reward and DA-GRPO has nothing to learn from. Three phases fix that:
 2. ability: `ability_k` samples of `ability_items` train items per task, which gives each item's
    local success rate p (the model can only be measured once it follows the format);
 3. help: supervised steps on those items that demonstrate the help request with probability
-   1 - p and a solution otherwise, so the model asks where it fails, for a user's JSONL task as
-   much as for a built-in one, and asks *sometimes* where it sometimes succeeds: groups of G
-   samples come out mixed, which is what gives lambda something to act on.
+   0.8 (1 - p) and a solution otherwise, so the model asks where it fails, for a user's JSONL
+   task as much as for a built-in one, and only *sometimes*, even where it always fails: groups
+   of G samples come out mixed, which is what gives lambda something to act on.
 
 Every supervised batch also holds `general_rows` of the base model's own answers to general
 prompts (edgecl.retention), so the adapter keeps plain chat.
@@ -45,13 +45,19 @@ from edgecl.retention import base_answers
 from edgecl.rollout import answer_of
 from edgecl.tasks.base import MAX_STEPS, Item, stable_hash
 
-RECIPE_VERSION = 2  # bump when the demonstrations or the recipe change: stored warm-ups go stale
+RECIPE_VERSION = 3  # bump when the demonstrations or the recipe change: stored warm-ups go stale
 # The run settings that shape a warm-up: runs that agree on these (and on model and tasks) share it.
 SETTINGS = (
     "warmup_steps", "help_steps", "warmup_batch_size", "warmup_lr", "general_rows",
     "ability_items", "ability_k", "lora_rank", "lora_alpha", "lora_layers", "seed",
     "probe_size", "max_tokens", "format_threshold", "verifier",
 )  # fmt: skip
+
+
+# Even an item the model never solves is shown a local answer 1 time in 5: a policy that always
+# asks there gives groups of G help requests, whose cost advantages are all 0, so lambda could
+# never bring the cloud ratio below the share of such items.
+HELP_CEILING = 0.8
 
 
 def stored_warmup(model_fingerprint: str, config) -> Path:
@@ -118,10 +124,11 @@ def _solution(pool: list, rng: np.random.Generator) -> tuple:
 
 
 def _by_ability(rates: list, rng: np.random.Generator) -> tuple:
-    """A probed item, demonstrated as a help request with probability 1 - its success rate."""
+    """A probed item, demonstrated as a help request with probability HELP_CEILING x (1 - its
+    success rate), else as a solution."""
     task, item, p = rates[int(rng.integers(len(rates)))]
-    target = solution(task, item) if rng.random() < p else help_request(task, item)
-    return task, item, target
+    asks = rng.random() < HELP_CEILING * (1.0 - p)
+    return task, item, help_request(task, item) if asks else solution(task, item)
 
 
 def supervised(

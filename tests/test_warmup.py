@@ -76,24 +76,26 @@ def test_help_goes_where_the_measured_ability_is_low(protocol_dir, mixed_task_fi
     before = (help_rate(model, task, "Add"), help_rate(model, task, "Divide"))
     config = TrainConfig(
         run_name="w", phases=[Phase(str(mixed_task_file), "0.3", 1)], warmup_steps=30,
-        help_steps=30, warmup_lr=3e-3, general_rows=0, probe_size=4, max_tokens=40,
+        help_steps=40, warmup_lr=1e-3, general_rows=0, probe_size=4, max_tokens=40,
         format_threshold=0.0,  # the format phase is skipped: the model already has the format
     )  # fmt: skip
     events = []
     record = warmup.phase0(model, [task], config, lambda kind, data: events.append(kind))
-    assert "format" not in record and record["help"]["steps"] == 30
+    assert "format" not in record and record["help"]["steps"] == 40
     assert record["ability"] == {"injected": {"n": 48, "success": 0.5, "mixed": 0}}
     sums, divisions = help_rate(model, task, "Add"), help_rate(model, task, "Divide")
     assert before == (0.0, 0.0)
-    assert divisions >= 0.5 and sums <= 0.1, (sums, divisions)
+    assert divisions >= sums + 0.25 and sums <= 0.1, (sums, divisions)
 
 
-def test_mixed_success_is_taught_as_sometimes_asking():
-    """An item solved half the time is demonstrated half as help, half as a solution."""
+def test_help_is_taught_in_proportion_to_failure_and_never_always():
+    """An item solved half the time is demonstrated as help 0.8 x 0.5 of the time; one never
+    solved 0.8 of the time, so its groups of samples still mix asking and answering."""
     task = get_task("math-easy")
     item = task.items("train")[0]
     rng = np.random.default_rng(0)
-    targets = [warmup._by_ability([(task, item, 0.5)], rng)[2] for _ in range(400)]
-    share = np.mean([t == warmup.help_request(task, item) for t in targets])
-    assert abs(share - 0.5) < 0.1
-    assert set(targets) == {warmup.help_request(task, item), warmup.solution(task, item)}
+    for p, want in ((0.5, 0.4), (0.0, warmup.HELP_CEILING), (1.0, 0.0)):
+        targets = [warmup._by_ability([(task, item, p)], rng)[2] for _ in range(400)]
+        share = np.mean([t == warmup.help_request(task, item) for t in targets])
+        assert abs(share - want) < 0.07, (p, share)
+    assert warmup.HELP_CEILING < 1
