@@ -5,8 +5,8 @@
     python benchmarks/budget.py report             # evals and the results table (markdown)
 
 Each run: `edgecl learn --task math --budget TAU --steps 150 --batch-size 4 --group-size 4
---max-tokens 96` on the bundled SmolLM2-135M with the default warm-up (made by the first run,
-reused by the second) and the simulated reference cloud. `train` resumes a run that exists.
+--max-tokens 96 --fresh` on the bundled SmolLM2-135M with the default warm-up (made by the first
+run, reused by the second) and the simulated reference cloud. `train` resumes a run that exists.
 Set EDGECL_HOME to keep these runs apart from your own.
 
 The report gives, per run: the mean training cloud ratio J_c over the last 30 steps, the lambda
@@ -25,7 +25,7 @@ from pathlib import Path
 
 TAUS = (0.1, 0.2)
 STEPS = 150
-LEARN = "--task math --steps {steps} --batch-size 4 --group-size 4 --max-tokens 96"
+LEARN = "--task math --steps {steps} --batch-size 4 --group-size 4 --max-tokens 96 --fresh"
 
 
 def run_name(tau: float, lambda_init: float | None = None) -> str:

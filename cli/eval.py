@@ -1,6 +1,7 @@
 """`edgecl eval`: greedy accuracy of the local model on a task's eval split, with cloud help.
 
-edgecl eval --task math                          # the base model
+edgecl eval --task math                          # the learner's current adapter, else the base
+edgecl eval --task math --base                   # the base model
 edgecl eval --task math --run my-run             # a run's latest checkpoint (and its model)
 edgecl eval --task math-easy --adapter ./adapter --limit 50 --json
 edgecl eval --task math --run my-run --split unseen      # eval problems in unseen phrasings
@@ -26,6 +27,8 @@ def eval_(
     task: str = typer.Option(..., "--task", help="Task name (math, code, qa, ...) or a .jsonl."),
     run: str = typer.Option(None, "--run", help="Evaluate this run's checkpoint adapter."),
     adapter: Path = typer.Option(None, "--adapter", help="Evaluate this LoRA adapter directory."),
+    learner: str = typer.Option("default", help="Whose current adapter to evaluate by default."),
+    base: bool = typer.Option(False, "--base", help="Evaluate the base model, no adapter."),
     model: str = typer.Option(None, help="Model name or path (default: the run's, or bundled)."),
     limit: int = typer.Option(None, min=1, help="Only the first N eval items."),
     split: str = typer.Option("eval", help="eval, or unseen (math: unseen phrasings)."),
@@ -41,13 +44,13 @@ def eval_(
     seed: int = typer.Option(None, help="Task seed (default: the run's, else 0)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Evaluate the base model, a run's checkpoint or an adapter on a task's eval split."""
+    """Evaluate the learner's current adapter, a run's checkpoint, an adapter or the base model."""
     from edgecl.cloud import make_cloud
     from edgecl.store import Store
     from edgecl.tasks.registry import get_task
 
-    if run is not None and adapter is not None:
-        raise EdgeclError("give --run or --adapter, not both")
+    if (run is not None) + (adapter is not None) + base > 1:
+        raise EdgeclError("give one of --run, --adapter and --base")
     store = Store()
     try:
         config = {}
@@ -59,6 +62,11 @@ def eval_(
             adapter = _checkpoint(run)
         elif adapter is not None and not adapter.is_dir():
             raise EdgeclError(f"no such adapter directory: {adapter}")
+        elif adapter is None and not base:
+            from edgecl import learner as learners
+
+            me = learners.load(store, learner)
+            adapter = learners.version_path(me) if me else None
         seed = seed if seed is not None else config.get("seed", 0)
         max_tokens = max_tokens or config.get("max_tokens", 128)
         the_task = get_task(task, config.get("verifier"), seed)

@@ -5,6 +5,7 @@
     edgecl learn --task math --budget 0.3 --steps 3 --batch-size 2 --group-size 4 \\
         --max-tokens 64 --cloud reference --run-name smoke
     edgecl learn --run-name smoke --resume
+    edgecl learn --task qa --budget 0.3      # the next task: from the learner's adapter and lambda
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def learn(
     warmup_steps: int = typer.Option(40, help="Warm-up format steps if the probe fails; 0: none."),
     help_steps: int = typer.Option(30, help="Warm-up steps teaching where to ask for help."),
     rewarm: bool = typer.Option(False, help="Warm up again instead of reusing a stored warm-up."),
+    learner: str = typer.Option("default", help="The learner whose adapter this run continues."),
+    fresh: bool = typer.Option(False, help="Start from the base model, not the learner's adapter."),
 ) -> None:
     """Train the local model on a task with a cloud budget (DA-GRPO)."""
     from edgecl.config import (
@@ -97,6 +100,8 @@ def learn(
             verifier=verifier,
             warmup_steps=warmup_steps,
             help_steps=help_steps,
+            learner=learner,
+            fresh=fresh,
         )
     trainer = _build_trainer(config, store)
     try:
@@ -182,6 +187,16 @@ class _Display:
                 + ", ".join(
                     f"{k} {v['success']:.0%} ({v['mixed']}/{v['n']})" for k, v in data.items()
                 )
+            )
+        elif kind == "learner":
+            console.print(
+                f"learner {data['name']}: continuing from its adapter version {data['version']}, "
+                f"lambda {data['lambda']:.3f} (--fresh starts from the base model)"
+            )
+        elif kind == "published":
+            console.print(
+                f"learner {data['learner']}: published adapter version {data['version']} "
+                "(edgecl adapters list)"
             )
         elif kind == "warmup_reused":
             after = data.get("probe_after") or {}

@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from edgecl.cli import eval, export, generate, learn, models, runs
+from edgecl.cli import adapters, eval, export, generate, learn, models, runs, status
 from edgecl.errors import EdgeclError
 
 app = typer.Typer(
@@ -24,6 +24,8 @@ app.command("learn")(learn.learn)
 app.add_typer(models.app, name="models")
 app.command("eval")(eval.eval_)
 app.add_typer(runs.app, name="runs")
+app.add_typer(adapters.app, name="adapters")
+app.command("status")(status.status)
 
 
 def run() -> None:

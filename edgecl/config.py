@@ -31,6 +31,8 @@ class TrainConfig:
     run_name: str
     phases: list[Phase]
     model: str | None = None
+    learner: str = "default"  # edgecl.learner: whose current adapter and lambda the run continues
+    fresh: bool = False  # start from the base model, whatever the learner has
     batch_size: int = 4
     group_size: int = 8
     max_tokens: int = 128

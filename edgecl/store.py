@@ -3,6 +3,11 @@
 A training step's row, its samples (the replay log) and its cloud calls are written in one
 transaction, so a crash leaves either the whole step or none of it; `truncate_after` drops
 steps newer than the checkpoint a resumed run restarts from.
+
+The schema is versioned with `PRAGMA user_version`: a new database gets SCHEMA at once, an older
+one runs the MIGRATIONS it has not had, both in one transaction, so two processes opening an old
+file at the same time migrate it once (tests/data/store_v0.db is a database from before the
+first migration).
 """
 
 from __future__ import annotations
@@ -51,8 +56,31 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
          "created": T, "details": T},
         "id",
     ),
+    "learners": (
+        {"name": T, "base_model": T, "current": N, "lam": R, "state": T, "created": T,
+         "updated": T},
+        "name",
+    ),
+    "adapter_versions": (
+        {"learner": T, "version": N, "path": T, "kind": T, "run": T, "step": N, "created": T,
+         "details": T},
+        ("learner", "version"),
+    ),
 }  # fmt: skip
-JSON_COLUMNS = {"config", "details", "warmup"}
+JSON_COLUMNS = {"config", "details", "warmup", "state"}
+# MIGRATIONS[k] takes a database from version k to k + 1; SCHEMA above is the result of them all.
+# Append only: a migration that has shipped is never edited.
+MIGRATIONS: list[list[str]] = [
+    ["ALTER TABLE steps ADD COLUMN j_c_mean REAL"],  # 1: the running-mean cloud ratio
+    [  # 2: learners and their published adapter versions
+        "CREATE TABLE [learners] ([name] TEXT PRIMARY KEY NOT NULL, [base_model] TEXT, "
+        "[current] INTEGER, [lam] FLOAT, [state] TEXT, [created] TEXT, [updated] TEXT)",
+        "CREATE TABLE [adapter_versions] ([learner] TEXT NOT NULL, [version] INTEGER NOT NULL, "
+        "[path] TEXT, [kind] TEXT, [run] TEXT, [step] INTEGER, [created] TEXT, [details] TEXT, "
+        "PRIMARY KEY ([learner], [version]))",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
 INDEXES = [("samples", ["run", "item_id"]), ("cloud_calls", ["run", "step"]), ("evals", ["run"])]
 
 
@@ -68,12 +96,32 @@ class Store:
         self.db = sqlite_utils.Database(self.path)
         self.db.execute("PRAGMA busy_timeout = 10000")
         self.db.enable_wal()
-        for table, (columns, pk) in SCHEMA.items():
-            self.db[table].create(columns, pk=pk, not_null=_not_null(pk), if_not_exists=True)
-            for name in columns.keys() - set(self.db[table].columns_dict):  # added since
-                self.db[table].add_column(name, columns[name])
-        for table, columns in INDEXES:
-            self.db[table].create_index(columns, if_not_exists=True)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")  # one process at a time decides and does it
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise EdgeclError(
+                    f"{self.path} was written by a newer edgecl (schema {version}, this one "
+                    f"knows {SCHEMA_VERSION}): upgrade edgecl"
+                )
+            if "runs" not in self.db.table_names():
+                version = SCHEMA_VERSION  # a new database: the current schema at once
+                for table, (columns, pk) in SCHEMA.items():
+                    self.db[table].create(columns, pk=pk, not_null=_not_null(pk))
+            for statements in MIGRATIONS[version:]:
+                for sql in statements:
+                    conn.execute(sql)
+            for table, columns in INDEXES:
+                self.db[table].create_index(columns, if_not_exists=True)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -166,6 +214,35 @@ class Store:
         sql = "SELECT * FROM evals" + (" WHERE " if where else "")
         sql += " AND ".join(f"{k} = ?" for k in where) + " ORDER BY id"
         return self._rows(sql, list(where.values()))
+
+    # learners and adapter versions (edgecl.learner)
+    def get_learner(self, name: str) -> dict | None:
+        rows = self._rows("SELECT * FROM learners WHERE name = ?", [name])
+        return rows[0] if rows else None
+
+    def list_learners(self) -> list[dict]:
+        return self._rows("SELECT * FROM learners ORDER BY created, name")
+
+    def save_learner(self, row: dict) -> None:
+        """Insert or replace the learner row `row` (its `name` is the key)."""
+        _check_columns("learners", row)
+        row = {**row, "updated": now()}
+        cols = ", ".join(f"[{k}]" for k in row)
+        marks = ", ".join("?" for _ in row)
+        with self.db.conn:
+            self.db.conn.execute(
+                f"INSERT OR REPLACE INTO learners ({cols}) VALUES ({marks})",
+                [_encode(k, v) for k, v in row.items()],
+            )
+
+    def add_version(self, row: dict) -> None:
+        """Record a published adapter version (edgecl.learner.publish numbers it)."""
+        with self.db.conn:
+            _insert(self.db.conn, "adapter_versions", [{"created": now(), **row}])
+
+    def versions(self, learner: str) -> list[dict]:
+        sql = "SELECT * FROM adapter_versions WHERE learner = ? ORDER BY version"
+        return self._rows(sql, [learner])
 
     def _rows(self, sql: str, args: list | None = None) -> list[dict]:
         rows = list(self.db.query(sql, args or []))

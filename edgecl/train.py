@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecl import learner as learners
 from edgecl import paths
 from edgecl.backends.base import LoraConfig
 from edgecl.backends.distributed import World
@@ -50,6 +51,7 @@ class TrainerState:
     clouds: dict = field(default_factory=dict)  # per-phase reference-cloud counters
     warmup: dict | None = None  # what phase 0 did (None: not run yet)
     ratios: list = field(default_factory=list)  # J_c of the last RATIO_WINDOW steps
+    start: str | None = None  # the learner's adapter version this run started from
 
 
 def run_dir(name: str) -> Path:
@@ -104,7 +106,7 @@ class Trainer:
         else:
             if self.store.get_run(c.run_name) is not None:
                 raise EdgeclError(f"run {c.run_name!r} exists: use --resume or another --run-name")
-            self._attach()
+            self._start()
             self.store.create_run(
                 c.run_name,
                 c.to_dict(),
@@ -119,6 +121,19 @@ class Trainer:
         self.model.broadcast_state(self.world)
         self.state = TrainerState(**self.world.broadcast(vars(self.state)))
         self.collapse = CollapseDetector.from_dict(self.world.broadcast(self.collapse.to_dict()))
+
+    def _start(self) -> None:
+        """A fresh LoRA, or the learner's current adapter version and its lambda."""
+        learner, version = learners.start(self.store, self.config, self.model)
+        if version is None:
+            self._attach()
+            return
+        self.model.load_adapter(version, learning_rate=self.config.lr)
+        self.state.start = str(version)
+        if learner.lam is not None:
+            self.state.lam = min(learner.lam, LAMBDA_MAX)
+        self.on_event("learner", {"name": learner.name, "version": learner.current,
+                                  "lambda": self.state.lam})  # fmt: skip
 
     def _attach(self) -> None:
         c = self.config
@@ -150,7 +165,7 @@ class Trainer:
         optimizer.
         """
         c = self.config
-        stored = stored_warmup(self.model.fingerprint, c)
+        stored = stored_warmup(self.model.fingerprint, c, self.state.start)
         if c.warmup_steps > 0 and not rewarm and stored.is_dir():
             record = {**self.model.load_adapter(stored)["warmup"], "reused": str(stored)}
             self.on_event("warmup_reused", record)
@@ -161,6 +176,10 @@ class Trainer:
             if record["ran"]:
                 record["made"] = now()
                 self.model.save_adapter(stored, extra={"warmup": record})
+                learner = learners.load(self.store, c.learner)
+                record["version"] = learners.publish(
+                    self.store, learner, stored, "warmup", c.run_name, 0, {"warmup": True}
+                )
         self.state.warmup = record
         self.store.update_run(c.run_name, warmup=record)
         self.save()
@@ -207,6 +226,10 @@ class Trainer:
             raise
         if self.world.is_main:
             self.store.update_run(self.config.run_name, status="done")
+            version = learners.finish(
+                self.store, self.config, self._checkpoint(), self.state.step, self.state.lam
+            )
+            self.on_event("published", {"learner": self.config.learner, "version": version})
         self.on_event("done", {"step": self.state.step, "lambda": self.state.lam})
 
     def rollout(self, phase: int, phase_step: int) -> Rollout:

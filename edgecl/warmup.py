@@ -25,6 +25,7 @@ again (`edgecl learn --rewarm` redoes it).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import defaultdict
@@ -58,30 +59,37 @@ SETTINGS = (
 # asks there gives groups of G help requests, whose cost advantages are all 0, so lambda could
 # never bring the cloud ratio below the share of such items.
 HELP_CEILING = 0.8
+HELP_MIN = 0.05  # below this help rate in the probe, the help phase runs
 
 
-def stored_warmup(model_fingerprint: str, config) -> Path:
-    """Where the warm-up for this base model, tasks (a JSONL file by its content) and settings
-    is stored; the same on any machine."""
+def stored_warmup(model_fingerprint: str, config, start: str | None = None) -> Path:
+    """Where the warm-up for this base model, starting adapter (a learner's version, by its
+    weights; None: none), tasks (a JSONL file by its content) and settings is stored; the same
+    on any machine."""
     tasks = [
         stable_hash(Path(spec).read_text()) if Path(spec).is_file() else spec.strip().lower()
         for spec in (phase.task for phase in config.phases)
     ]
     identity = {"recipe": RECIPE_VERSION, "model": model_fingerprint, "tasks": tasks}
+    if start is not None:
+        identity["start"] = hashlib.sha256(
+            (Path(start) / "adapters.safetensors").read_bytes()
+        ).hexdigest()
     identity.update({k: getattr(config, k) for k in SETTINGS})
     return paths.data_dir() / "warmups" / stable_hash(json.dumps(identity, sort_keys=True))[:16]
 
 
 def phase0(model, tasks: list, config, on_event: Callable[[str, dict], None]) -> dict:
-    """The three phases (module docstring) on a model with a fresh LoRA; the format phase only
-    when the probe's format is below `config.format_threshold`. Returns what it did."""
+    """The three phases (module docstring): the format phase only when the probe's format is
+    below `config.format_threshold`, the ability and help phases only after it or when the
+    model asks on less than HELP_MIN of the probe. Returns what it did."""
     c = config
     record: dict = {"ran": False}
     if c.warmup_steps <= 0:
         return record
     record["probe_before"] = probe(model, tasks, c.probe_size, c.max_tokens, c.seed)
     on_event("probe", record["probe_before"])
-    general = base_answers(model)  # the fresh LoRA is still the base model
+    general = base_answers(model)  # (with any adapter switched off)
     rng = np.random.default_rng([c.seed, 11])
     model.set_optimizer(c.warmup_lr)
 
@@ -93,16 +101,21 @@ def phase0(model, tasks: list, config, on_event: Callable[[str, dict], None]) ->
             model, pick, general, steps, c.warmup_batch_size, c.general_rows, rng, report
         )
 
-    if record["probe_before"]["format"] < c.format_threshold:
+    formatted = record["probe_before"]["format"] >= c.format_threshold
+    if not formatted:
         pool = [(t, it) for t in tasks for it in t.items("train")]
         record["format"] = train("format", c.warmup_steps, lambda: _solution(pool, rng))
-    if c.help_steps > 0:
+    # A model that follows the format and already asks (a learner's adapter from an earlier
+    # task) keeps its help behaviour: DA-GRPO adjusts it from there.
+    if c.help_steps > 0 and (not formatted or record["probe_before"]["help"] < HELP_MIN):
         measured = ability(model, tasks, c.ability_items, c.ability_k, c.max_tokens, c.seed)
         record["ability"] = measured["levels"]
         on_event("ability", measured["levels"])
         rates = measured["items"]
         record["help"] = train("help", c.help_steps, lambda: _by_ability(rates, rng))
-    record["ran"] = True
+    record["ran"] = "format" in record or "help" in record
+    if not record["ran"]:
+        return record
     record["probe_after"] = probe(model, tasks, c.probe_size, c.max_tokens, c.seed + 1, group=4)
     on_event("probe", record["probe_after"])
     return record

@@ -232,7 +232,8 @@ def test_cli_eval_of_a_run_uses_its_checkpoint_and_settings(tiny_mlx_dir, task_f
     [
         (("--run", "nope"), "no run named 'nope'"),
         (("--adapter", "/no/such/adapter"), "no such adapter directory"),
-        (("--run", "x", "--adapter", "/tmp"), "give --run or --adapter, not both"),
+        (("--run", "x", "--adapter", "/tmp"), "give one of --run, --adapter and --base"),
+        (("--run", "x", "--base"), "give one of --run, --adapter and --base"),
     ],
 )
 def test_cli_eval_bad_input_is_one_line(args, message, task_file, edgecl_home):

@@ -89,7 +89,7 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path, edgecl_home, tiny_mlx_dir):
 def test_second_run_reuses_the_warmup_and_rewarm_redoes_it(tmp_path, edgecl_home, tiny_mlx_dir):
     model, task = tiny_mlx_dir, sums_task(tmp_path, 9)
     options = "--budget 0.3 --steps 1 --batch-size 2 --group-size 2 --max-tokens 8 --warmup-steps 2"
-    options += " --help-steps 2"
+    options += " --help-steps 2 --fresh"  # each run from the base model: the warm-up is reused
 
     def learn(name, *extra):
         args = ["learn", "--task", str(task), "--model", str(model), *options.split()]

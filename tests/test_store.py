@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from edgecl import paths
 from edgecl.cloud.base import CloudReply
+from edgecl.config import TrainConfig
 from edgecl.errors import EdgeclError
-from edgecl.store import Store
+from edgecl.store import SCHEMA_VERSION, Store
 
 
 @pytest.fixture
@@ -152,15 +157,51 @@ def test_step_seconds_come_from_runs_with_the_same_settings(store):
     assert len(store.step_seconds(small, limit=2)) == 2
 
 
-def test_a_database_from_before_a_new_column_gains_it(tmp_path):
-    """A steps table written before `j_c_mean` existed gets the column; its rows keep NULL."""
+FIXTURE_V0 = Path(__file__).parent / "data" / "store_v0.db"  # written by edgecl before migrations
+
+
+def test_a_database_from_before_the_first_migration_is_upgraded(tmp_path):
     path = tmp_path / "old.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE steps (run TEXT NOT NULL, step INTEGER NOT NULL, j_c REAL, "
-                     "PRIMARY KEY (run, step))")  # fmt: skip
-        conn.execute("INSERT INTO steps (run, step, j_c) VALUES ('old', 1, 0.5)")
+    shutil.copy(FIXTURE_V0, path)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 0
     store = Store(path)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert [s["lambda_after"] for s in store.steps("old-run")] == [0.51, 0.52]
+    assert store.steps("old-run")[0]["j_c_mean"] is None
+    assert len(store.samples("old-run")) == 8 and len(store.cloud_calls("old-run")) == 2
+    assert store.evals()[0]["details"] == {"seed": 0}
+    assert TrainConfig.from_dict(store.get_run("old-run")["config"]).dual_lr == 0.01
     store.record_step("new", {"step": 1, "j_c": 0.25, "j_c_mean": 0.25}, [], [])
-    assert store.steps("old")[0]["j_c_mean"] is None
     assert store.steps("new")[0]["j_c_mean"] == 0.25
     store.close()
+    assert Store(path).steps("new")[0]["j_c_mean"] == 0.25  # opening again changes nothing
+
+
+def test_two_processes_migrate_an_old_database_once(tmp_path):
+    path = tmp_path / "old.db"
+    shutil.copy(FIXTURE_V0, path)
+    code = "import sys; from edgecl.store import Store; Store(sys.argv[1]).close()"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)]) for _ in range(2)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    assert Store(path).steps("old-run")[1]["j_c_mean"] is None
+
+
+def test_a_database_from_a_newer_edgecl_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "future.db"
+    Store(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(EdgeclError, match="newer edgecl .* upgrade edgecl"):
+        Store(path)
+
+
+def test_migrated_and_new_databases_have_the_same_tables_and_columns(tmp_path):
+    shutil.copy(FIXTURE_V0, tmp_path / "old.db")
+    old, new = Store(tmp_path / "old.db"), Store(tmp_path / "new.db")
+
+    def shape(store):
+        tables = sorted(t for t in store.db.table_names() if not t.startswith("sqlite"))
+        return {t: sorted(store.db[t].columns_dict) for t in tables}
+
+    assert shape(old) == shape(new)
+    assert {"learners", "adapter_versions"} <= shape(new).keys()

@@ -68,6 +68,7 @@ def make_config(task_file, name, steps=5, **overrides) -> TrainConfig:
         warmup_lr=1e-3,
         probe_size=4,
         format_threshold=1.01,  # always run the (short) warm-up code path
+        fresh=True,  # each run from the base model (tests/test_learner.py: continuing)
     )
     settings.update(overrides)
     return TrainConfig(**settings)
