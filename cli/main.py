@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from edgecl.cli import adapters, eval, export, generate, learn, models, runs, status
+from edgecl.cli import adapters, chat, eval, export, generate, learn, log, models, runs, status
 from edgecl.errors import EdgeclError
 
 app = typer.Typer(
@@ -26,6 +26,8 @@ app.command("eval")(eval.eval_)
 app.add_typer(runs.app, name="runs")
 app.add_typer(adapters.app, name="adapters")
 app.command("status")(status.status)
+app.command("chat")(chat.chat)
+app.add_typer(log.app, name="log")
 
 
 def run() -> None:

@@ -66,6 +66,17 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
          "details": T},
         ("learner", "version"),
     ),
+    "buckets": ({"learner": T, "level": R, "queries": N, "updated": T}, "learner"),
+    "ledger": (
+        {"id": N, "created": T, "day": T, "source": T, "learner": T, "status": T,
+         "reserved_tokens": N, "prompt_tokens": N, "completion_tokens": N, "cost": R, "error": T},
+        "id",
+    ),
+    "exchanges": (
+        {"id": N, "created": T, "source": T, "learner": T, "prompt": T, "response": T,
+         "help": N, "cloud": N, "reason": T},
+        "id",
+    ),
 }  # fmt: skip
 JSON_COLUMNS = {"config", "details", "warmup", "state"}
 # MIGRATIONS[k] takes a database from version k to k + 1; SCHEMA above is the result of them all.
@@ -79,9 +90,20 @@ MIGRATIONS: list[list[str]] = [
         "[path] TEXT, [kind] TEXT, [run] TEXT, [step] INTEGER, [created] TEXT, [details] TEXT, "
         "PRIMARY KEY ([learner], [version]))",
     ],
+    [  # 3: answer-time budgets (edgecl.budget), the cloud ledger, and the chat log
+        "CREATE TABLE [buckets] ([learner] TEXT PRIMARY KEY NOT NULL, [level] FLOAT, "
+        "[queries] INTEGER, [updated] TEXT)",
+        "CREATE TABLE [ledger] ([id] INTEGER PRIMARY KEY NOT NULL, [created] TEXT, [day] TEXT, "
+        "[source] TEXT, [learner] TEXT, [status] TEXT, [reserved_tokens] INTEGER, "
+        "[prompt_tokens] INTEGER, [completion_tokens] INTEGER, [cost] FLOAT, [error] TEXT)",
+        "CREATE TABLE [exchanges] ([id] INTEGER PRIMARY KEY NOT NULL, [created] TEXT, "
+        "[source] TEXT, [learner] TEXT, [prompt] TEXT, [response] TEXT, [help] INTEGER, "
+        "[cloud] INTEGER, [reason] TEXT)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-INDEXES = [("samples", ["run", "item_id"]), ("cloud_calls", ["run", "step"]), ("evals", ["run"])]
+INDEXES = [("samples", ["run", "item_id"]), ("cloud_calls", ["run", "step"]), ("evals", ["run"]),
+           ("ledger", ["day"])]  # fmt: skip
 
 
 def now() -> str:
@@ -243,6 +265,25 @@ class Store:
     def versions(self, learner: str) -> list[dict]:
         sql = "SELECT * FROM adapter_versions WHERE learner = ? ORDER BY version"
         return self._rows(sql, [learner])
+
+    # the chat log (the workload the daemon will learn from)
+    def log_exchange(self, row: dict) -> None:
+        with self.db.conn:
+            _insert(self.db.conn, "exchanges", [{"created": now(), **row}])
+
+    def exchanges(self, learner: str | None = None) -> list[dict]:
+        if learner is None:
+            return self._rows("SELECT * FROM exchanges ORDER BY id")
+        return self._rows("SELECT * FROM exchanges WHERE learner = ? ORDER BY id", [learner])
+
+    def purge_exchanges(self, before: str | None = None) -> int:
+        """Delete logged exchanges (all, or those created before the ISO time `before`)."""
+        with self.db.conn:
+            if before is None:
+                cur = self.db.conn.execute("DELETE FROM exchanges")
+            else:
+                cur = self.db.conn.execute("DELETE FROM exchanges WHERE created < ?", [before])
+        return cur.rowcount
 
     def _rows(self, sql: str, args: list | None = None) -> list[dict]:
         rows = list(self.db.query(sql, args or []))

@@ -1,0 +1,186 @@
+"""`edgecl chat`: talk to the learner's model; it asks the cloud only within your budget.
+
+edgecl chat                                           # the learner's current adapter, on MLX
+edgecl chat --budget 0.3 --cloud openai:gpt-4o-mini   # OPENAI_API_KEY from the environment
+edgecl chat --cloud openai:smollm2 --cloud-url http://127.0.0.1:8080/v1 --backend llamacpp
+edgecl chat --once "What is 2+3?" --json              # one answer, for scripts
+
+In the chat: /budget, /stats, /cloud on|off, /reset, /quit. The model's <think> steps are
+hidden unless --show-steps. Every exchange is logged in the data dir (`--no-log` turns that off,
+`edgecl log purge` deletes the log).
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+
+import typer
+
+from edgecl.errors import EdgeclError
+
+
+class Backend(str, Enum):
+    mlx = "mlx"
+    llamacpp = "llamacpp"
+
+
+def chat(
+    once: str = typer.Option(None, "--once", help="Answer this one message and exit."),
+    as_json: bool = typer.Option(False, "--json", help="With --once: print one JSON object."),
+    budget: float = typer.Option(0.3, min=0.0, max=1.0, help="Cloud share of queries (tau)."),
+    cloud: str = typer.Option(None, help="openai:MODEL (none: always answer locally)."),
+    cloud_url: str = typer.Option(None, help="OpenAI-compatible base URL, e.g. .../v1."),
+    cloud_key_env: str = typer.Option(None, help="Env var holding the API key (never stored)."),
+    backend: Backend = typer.Option(Backend.mlx, help="mlx or llamacpp (GGUF + exported LoRA)."),
+    learner: str = typer.Option("default", help="Whose current adapter answers."),
+    base: bool = typer.Option(False, "--base", help="The base model, no adapter."),
+    model: str = typer.Option(None, help="Model name or path (default: bundled)."),
+    max_tokens: int = typer.Option(256, min=8, help="Longest local answer."),
+    show_steps: bool = typer.Option(False, "--show-steps", help="Show the <think> steps."),
+    no_log: bool = typer.Option(False, "--no-log", help="Do not log the exchanges."),
+    calls_per_day: int = typer.Option(None, min=0, help="Cap: cloud calls per UTC day."),
+    tokens_per_day: int = typer.Option(None, min=0, help="Cap: cloud tokens per UTC day."),
+    spend_per_day: float = typer.Option(None, min=0, help="Cap: money per UTC day."),
+    price_per_1k: float = typer.Option(0.0, min=0, help="Cloud price per 1000 tokens."),
+) -> None:
+    """Chat with the local model, with budgeted help from the cloud."""
+    from edgecl import learner as learners
+    from edgecl.budget import Caps, CloudBudget
+    from edgecl.chat import ChatSession
+    from edgecl.cloud import make_cloud
+    from edgecl.generation import load_engine
+    from edgecl.store import Store
+
+    if as_json and once is None:
+        raise EdgeclError("--json needs --once TEXT")
+    store = Store()
+    me = learners.load(store, learner)
+    adapter = None if base or me is None else learners.version_path(me)
+    if cloud is not None and not cloud.startswith("openai"):
+        raise EdgeclError(f"chat needs a real cloud: --cloud openai:MODEL, not {cloud!r}")
+    the_cloud = make_cloud(cloud, base_url=cloud_url, api_key_env=cloud_key_env) if cloud else None
+    caps = Caps(calls_per_day, tokens_per_day, spend_per_day, price_per_1k)
+    session = ChatSession(
+        engine=load_engine(backend.value, model, adapter),
+        budget=CloudBudget(store, learner, budget, caps),
+        cloud=the_cloud,
+        store=None if no_log else store,
+        learner=learner,
+        max_tokens=max_tokens,
+    )
+    if once is not None:
+        _once(session, once, as_json, show_steps)
+        return
+    _repl(session, adapter, show_steps)
+
+
+def visible(text: str, show_steps: bool) -> str:
+    """What a person reads: no <think> block (unless show_steps) and no answer tags."""
+    if not show_steps and text.lstrip().startswith("<think>"):
+        end = text.find("</think>")
+        text = "" if end < 0 else text[end + len("</think>") :]
+    for tag in ("<think>", "</think>", "<answer>", "</answer>"):
+        text = text.replace(tag, "")
+    return text.strip()
+
+
+class _Printer:
+    """Prints the visible part of a streamed response as it grows."""
+
+    def __init__(self, console, show_steps: bool) -> None:
+        self.console, self.show_steps = console, show_steps
+        self.reset()
+
+    def reset(self) -> None:
+        self.text, self.printed = "", ""
+
+    def __call__(self, piece: str) -> None:
+        self.text += piece
+        if "<" in self.text[-12:]:  # maybe half a tag: wait for the rest
+            return
+        now = visible(self.text, self.show_steps)
+        if now.startswith(self.printed):
+            self.console.print(now[len(self.printed) :], end="", markup=False)
+            self.printed = now
+
+    def finish(self, answer: str) -> None:
+        final = visible(answer, self.show_steps)
+        rest = final[len(self.printed) :] if final.startswith(self.printed) else "\n" + final
+        self.console.print(rest, markup=False)
+        self.reset()
+
+
+def _once(session, text: str, as_json: bool, show_steps: bool) -> None:
+    turn = session.turn(text)
+    if as_json:
+        out = {
+            "answer": visible(turn.answer, False),
+            "response": turn.answer,
+            "help_requested": turn.help_requested,
+            "cloud_called": turn.cloud_called,
+            "cloud_answered": turn.cloud_text is not None,
+            "local_fallback": turn.fallback,
+            "reason": turn.reason,
+            "budget": session.budget.state(),
+        }
+        typer.echo(json.dumps(out))
+        return
+    if turn.reason:
+        typer.echo(f"(answered locally: {turn.reason})", err=True)
+    typer.echo(visible(turn.answer, show_steps))
+
+
+def _repl(session, adapter, show_steps: bool) -> None:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    what = f"adapter {adapter}" if adapter else "the base model"
+    console.print(f"edgecl chat: {session.engine.name}, {what}; budget tau {session.budget.tau:g}"
+                  f"; cloud {getattr(session.cloud, 'name', 'none')}. /quit to leave.")  # fmt: skip
+    printer = _Printer(console, show_steps)
+    while True:
+        try:
+            text = input("you> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        if not text:
+            continue
+        if text.startswith("/"):
+            if not _command(session, text, console):
+                return
+            continue
+        console.print("model> ", end="")
+
+        def notice(line: str) -> None:
+            printer.reset()
+            console.print(f"\n[dim]({line})[/dim]")
+
+        turn = session.turn(text, on_piece=printer, on_notice=notice)
+        if turn.cloud_text is not None:
+            printer.reset()
+            console.print("[cyan]cloud>[/cyan] ", end="")
+            console.print(visible(turn.answer, show_steps), markup=False)
+        else:
+            printer.finish(turn.answer)
+
+
+def _command(session, text: str, console) -> bool:
+    """Run a slash command; False to leave the chat."""
+    word, _, arg = text.partition(" ")
+    if word in ("/quit", "/exit"):
+        return False
+    if word == "/budget":
+        console.print(json.dumps(session.budget.state()))
+    elif word == "/stats":
+        console.print(json.dumps(session.stats))
+    elif word == "/cloud" and arg in ("on", "off"):
+        session.cloud_enabled = arg == "on"
+        console.print(f"cloud {arg}")
+    elif word == "/reset":
+        session.reset()
+        console.print("conversation cleared")
+    else:
+        console.print("commands: /budget, /stats, /cloud on|off, /reset, /quit")
+    return True

@@ -1,0 +1,117 @@
+"""A chat turn with budgeted offloading: the local model answers, and asks the cloud only when it
+requests help and the budget allows.
+
+One turn: the local model answers under the protocol's system prompt (streamed). If its answer
+is the help trigger, edgecl checks the budget (edgecl.budget: tau per query, daily caps), makes
+one cloud call and composes the cloud's answer into the local one (the paper's composition).
+If the budget or a cap says no, the cloud is off or unset, or the call fails, the model answers
+again with the trigger suppressed, and the turn says why.
+
+    edgecl chat --budget 0.3 --cloud openai:gpt-4o-mini
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from edgecl.budget import CloudBudget
+from edgecl.core.protocol import build_messages, compose, requests_help
+from edgecl.store import Store
+
+
+@dataclass
+class Turn:
+    answer: str  # the full response shown (composed when the cloud answered)
+    local: str  # the local model's own response
+    help_requested: bool
+    cloud_called: bool = False
+    cloud_text: str | None = None
+    reason: str | None = None  # why the cloud was not used although help was requested
+    fallback: bool = False  # the local model answered again with the trigger suppressed
+
+
+@dataclass
+class ChatSession:
+    engine: object  # edgecl.generation.ChatEngine
+    budget: CloudBudget
+    cloud: object | None = None  # an edgecl.cloud client, or None
+    store: Store | None = None  # logs every exchange unless None (--no-log)
+    learner: str = "default"
+    max_tokens: int = 256
+    temperature: float = 0.0
+    context_tokens: int = 2048
+    cloud_enabled: bool = True
+    history: list[dict] = field(default_factory=list)
+    stats: dict = field(default_factory=lambda: dict.fromkeys(
+        ("turns", "help_requested", "cloud_calls", "local_fallbacks"), 0))  # fmt: skip
+
+    def messages(self, text: str) -> list[dict]:
+        """System prompt, as many recent turns as fit the context, and the new message in the
+        protocol's user template: the adapter is used the way it was trained."""
+        system, user = build_messages("math", text)
+        system, user, turns = [system], [user], list(self.history)
+        room = self.context_tokens - self.max_tokens
+        while turns and self.engine.count_tokens(system + turns + user) > room:
+            turns = turns[2:]  # the oldest exchange first
+        return system + turns + user
+
+    def turn(self, text: str, on_piece: Callable[[str], None] = lambda p: None,
+             on_notice: Callable[[str], None] = lambda n: None) -> Turn:  # fmt: skip
+        self.budget.query()
+        messages = self.messages(text)
+        local = "".join(self._stream(messages, False, on_piece))
+        result = Turn(answer=local, local=local, help_requested=requests_help(local))
+        if result.help_requested:
+            result.reason = self._ask_cloud(messages, result, on_notice)
+            if result.reason is not None:
+                on_notice(f"answering locally: {result.reason}")
+                result.fallback = True
+                result.answer = "".join(self._stream(messages, True, on_piece))
+        self._account(text, result)
+        return result
+
+    def _stream(self, messages, suppress: bool, on_piece) -> list[str]:
+        pieces = []
+        for piece in self.engine.stream(messages, self.max_tokens, self.temperature, suppress):
+            pieces.append(piece)
+            on_piece(piece)
+        return pieces
+
+    def _ask_cloud(self, messages: list[dict], result: Turn, on_notice) -> str | None:
+        """Make the one cloud call if allowed; None when it answered, else why not."""
+        if not self.cloud_enabled:
+            return "the cloud is off (/cloud on)"
+        if self.cloud is None:
+            return "no cloud is set (--cloud openai:MODEL --cloud-url URL)"
+        tokens = self.engine.count_tokens(messages) + getattr(self.cloud, "max_tokens", 1024)
+        ledger_id, why = self.budget.reserve(tokens)
+        if why is not None:
+            return why
+        on_notice(f"asking the cloud ({self.cloud.name}): {messages[-1]['content']!r}")
+        reply = self.cloud.complete(messages)
+        self.budget.settle(ledger_id, reply)
+        result.cloud_called = True
+        if not reply.ok:
+            return f"the cloud call failed ({reply.error})"
+        result.cloud_text = reply.text
+        result.answer = compose(result.local, reply.text)
+        return None
+
+    def _account(self, text: str, result: Turn) -> None:
+        self.stats["turns"] += 1
+        self.stats["help_requested"] += result.help_requested
+        self.stats["cloud_calls"] += result.cloud_called
+        self.stats["local_fallbacks"] += result.fallback
+        self.history += [{"role": "user", "content": text},
+                         {"role": "assistant", "content": result.answer}]  # fmt: skip
+        if self.store is not None:
+            self.store.log_exchange(
+                {"source": "chat", "learner": self.learner, "prompt": text,
+                 "response": result.answer, "help": int(result.help_requested),
+                 "cloud": int(result.cloud_called and result.cloud_text is not None),
+                 "reason": result.reason}
+            )  # fmt: skip
+
+    def reset(self) -> None:
+        self.history.clear()
