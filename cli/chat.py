@@ -61,6 +61,9 @@ def chat(
         raise EdgeclError(f"chat needs a real cloud: --cloud openai:MODEL, not {cloud!r}")
     the_cloud = make_cloud(cloud, base_url=cloud_url, api_key_env=cloud_key_env) if cloud else None
     caps = Caps(calls_per_day, tokens_per_day, spend_per_day, price_per_1k)
+    threshold = None if adapter is None else learners.calibrated_threshold(me, budget)
+    if threshold is not None and backend is not Backend.mlx:
+        typer.echo("(the calibrated threshold applies on --backend mlx only)", err=True)
     session = ChatSession(
         engine=load_engine(backend.value, model, adapter),
         budget=CloudBudget(store, learner, budget, caps),
@@ -68,6 +71,7 @@ def chat(
         store=None if no_log else store,
         learner=learner,
         max_tokens=max_tokens,
+        threshold=threshold,
     )
     if once is not None:
         _once(session, once, as_json, show_steps)

@@ -29,6 +29,13 @@ def eval_(
     adapter: Path = typer.Option(None, "--adapter", help="Evaluate this LoRA adapter directory."),
     learner: str = typer.Option("default", help="Whose current adapter to evaluate by default."),
     base: bool = typer.Option(False, "--base", help="Evaluate the base model, no adapter."),
+    budget: float = typer.Option(
+        None,
+        min=0,
+        max=1,
+        help="Also: offloads at this tau with the "
+        "learner's calibrated threshold (edgecl calibrate).",
+    ),
     model: str = typer.Option(None, help="Model name or path (default: the run's, or bundled)."),
     limit: int = typer.Option(None, min=1, help="Only the first N eval items."),
     split: str = typer.Option("eval", help="eval, or unseen (math: unseen phrasings)."),
@@ -45,6 +52,7 @@ def eval_(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Evaluate the learner's current adapter, a run's checkpoint, an adapter or the base model."""
+    from edgecl import learner as learners
     from edgecl.cloud import make_cloud
     from edgecl.store import Store
     from edgecl.tasks.registry import get_task
@@ -63,10 +71,16 @@ def eval_(
         elif adapter is not None and not adapter.is_dir():
             raise EdgeclError(f"no such adapter directory: {adapter}")
         elif adapter is None and not base:
-            from edgecl import learner as learners
-
             me = learners.load(store, learner)
             adapter = learners.version_path(me) if me else None
+        thr = None
+        if budget is not None:
+            thr = learners.calibrated_threshold(learners.load(store, learner), budget)
+            if thr is None or run is not None or base:
+                raise EdgeclError(
+                    f"--budget needs learner {learner!r}'s current version, calibrated: "
+                    "run `edgecl calibrate --task T` first"
+                )
         seed = seed if seed is not None else config.get("seed", 0)
         max_tokens = max_tokens or config.get("max_tokens", 128)
         the_task = get_task(task, config.get("verifier"), seed)
@@ -82,6 +96,10 @@ def eval_(
         from edgecl.evaluate import evaluate, record
 
         report = evaluate(local, the_task, the_cloud, limit, max_tokens, seed=seed, split=split)
+        if thr is not None:
+            from edgecl.calibration import offload_metrics
+
+            report["calibrated"] = {"tau": budget, **offload_metrics(report["items"], thr)}
         eval_id = record(store, run, adapter_path, task, split, report)
     finally:
         store.close()
@@ -134,6 +152,13 @@ def _print(report: dict, task: str, run: str | None, adapter: str | None, model:
     table.add_row("cloud calls", escape(f"{report['n_cloud_calls']}{failed} ({report['cloud']})"))
     auroc = report["help_auroc"]
     table.add_row("help AUROC vs local failure", "n/a" if auroc is None else f"{auroc:.3f}")
+    if "calibrated" in report:
+        c = report["calibrated"]
+        table.add_row(
+            escape(f"at tau {c['tau']:g} (calibrated)"),
+            f"offload {c['offload_rate']:.3f}, joint {c['joint_acc']:.3f} "
+            f"(random suppression: {c['random_joint_acc']:.3f})",
+        )
     Console().print(table)
     levels = Table("level", "items", "local acc", "help", "format", title="per level")
     for name, r in report["levels"].items():

@@ -9,7 +9,19 @@ import sys
 
 import typer
 
-from edgecl.cli import adapters, chat, eval, export, generate, learn, log, models, runs, status
+from edgecl.cli import (
+    adapters,
+    calibrate,
+    chat,
+    eval,
+    export,
+    generate,
+    learn,
+    log,
+    models,
+    runs,
+    status,
+)
 from edgecl.errors import EdgeclError
 
 app = typer.Typer(
@@ -27,6 +39,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(adapters.app, name="adapters")
 app.command("status")(status.status)
 app.command("chat")(chat.chat)
+app.command("calibrate")(calibrate.calibrate)
 app.add_typer(log.app, name="log")
 
 

@@ -42,6 +42,7 @@ class ChatSession:
     temperature: float = 0.0
     context_tokens: int = 2048
     cloud_enabled: bool = True
+    threshold: float | None = None  # edgecl.calibration: P(help) a request needs to go out
     history: list[dict] = field(default_factory=list)
     stats: dict = field(default_factory=lambda: dict.fromkeys(
         ("turns", "help_requested", "cloud_calls", "local_fallbacks"), 0))  # fmt: skip
@@ -84,6 +85,10 @@ class ChatSession:
             return "the cloud is off (/cloud on)"
         if self.cloud is None:
             return "no cloud is set (--cloud openai:MODEL --cloud-url URL)"
+        if self.threshold is not None:
+            p = self.engine.help_probability(messages, result.local)
+            if p is not None and p < self.threshold:
+                return f"the model is not sure enough at tau {self.budget.tau:g} (calibrated)"
         tokens = self.engine.count_tokens(messages) + getattr(self.cloud, "max_tokens", 1024)
         ledger_id, why = self.budget.reserve(tokens)
         if why is not None:

@@ -31,6 +31,8 @@ class ChatEngine(Protocol):
 
     def count_tokens(self, messages: list[dict]) -> int: ...
 
+    def help_probability(self, messages: list[dict], response: str) -> float | None: ...
+
 
 class TriggerSuppressor:
     """Which ids to ban given the ids so far: the trigger's first token (with or without a
@@ -62,6 +64,14 @@ class MLXChat:
 
     def count_tokens(self, messages: list[dict]) -> int:
         return len(self.model.chat_ids(messages))
+
+    def help_probability(self, messages: list[dict], response: str) -> float | None:
+        """P(the trigger | the response up to its `<answer>`): what calibration measured."""
+        from edgecl.backends.base import Completion
+        from edgecl.evaluate import help_probabilities
+
+        done = Completion(0, [], [], response, "stop")
+        return help_probabilities(self.model, [self.model.chat_ids(messages)], [done])[0]
 
     def stream(
         self, messages: list[dict], max_tokens: int, temperature: float, suppress_help: bool
@@ -105,6 +115,9 @@ class LlamaChat:
     def count_tokens(self, messages: list[dict]) -> int:
         text = "".join(m["content"] for m in messages)
         return len(self.llm.tokenize(text)) + 8 * len(messages)  # the template's few tokens
+
+    def help_probability(self, messages: list[dict], response: str) -> float | None:
+        return None  # not measured on llama.cpp yet: chat then applies no threshold
 
     def stream(
         self, messages: list[dict], max_tokens: int, temperature: float, suppress_help: bool

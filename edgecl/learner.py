@@ -36,9 +36,10 @@ class Learner:
     lam: float | None = None  # None until a run has finished: the run's --lambda-init then
     taus: dict[str, str] = field(default_factory=dict)  # task -> its latest budget
     history: list[int] = field(default_factory=list)  # earlier current versions, for rollback
+    calibration: dict = field(default_factory=dict)  # edgecl.calibration, for one version
 
     def row(self) -> dict:
-        state = {"taus": self.taus, "history": self.history}
+        state = {"taus": self.taus, "history": self.history, "calibration": self.calibration}
         return {"name": self.name, "base_model": self.base_model, "current": self.current,
                 "lam": self.lam, "state": state}  # fmt: skip
 
@@ -54,7 +55,7 @@ def load(store: Store, name: str) -> Learner | None:
     state = row["state"] or {}
     return Learner(
         row["name"], row["base_model"], row["current"], row["lam"],
-        state.get("taus", {}), state.get("history", []),
+        state.get("taus", {}), state.get("history", []), state.get("calibration", {}),
     )  # fmt: skip
 
 
@@ -70,6 +71,17 @@ def ensure(store: Store, name: str, base_model: str) -> Learner:
             f"use --learner ANOTHER_NAME for this model"
         )
     return learner
+
+
+def calibrated_threshold(learner: Learner | None, tau: float) -> float | None:
+    """The P(help) threshold for tau from the learner's calibration, if it was measured on
+    its current version; else None (no suppression beyond the budget)."""
+    from edgecl.calibration import threshold
+
+    c = learner.calibration if learner else {}
+    if not c or c.get("version") != learner.current:
+        return None
+    return threshold(c["asked_scores"], c["n_items"], tau)
 
 
 def save(store: Store, learner: Learner) -> None:
