@@ -2,6 +2,7 @@
 
     python benchmarks/budget.py train              # both runs, resumable (about 2 h each)
     python benchmarks/budget.py train --tau 0.1    # one of them
+    python benchmarks/budget.py train --lr 2e-5    # another policy lr (in the run names)
     python benchmarks/budget.py report             # evals and the results table (markdown)
 
 Each run: `edgecl learn --task math --budget TAU --steps 150 --batch-size 4 --group-size 4
@@ -28,14 +29,15 @@ STEPS = 150
 LEARN = "--task math --steps {steps} --batch-size 4 --group-size 4 --max-tokens 96 --fresh"
 
 
-def run_name(tau: float, lambda_init: float | None = None) -> str:
-    return f"budget-tau{tau:g}" + (f"-lam{lambda_init:g}" if lambda_init is not None else "")
+def run_name(tau: float, lambda_init: float | None = None, lr: float | None = None) -> str:
+    name = f"budget-tau{tau:g}" + (f"-lam{lambda_init:g}" if lambda_init is not None else "")
+    return name + (f"-lr{lr:g}" if lr is not None else "")
 
 
-def train(tau: float, steps: int, lambda_init: float | None) -> None:
+def train(tau: float, steps: int, lambda_init: float | None, lr: float | None) -> None:
     from edgecl.store import Store
 
-    name = run_name(tau, lambda_init)
+    name = run_name(tau, lambda_init, lr)
     store = Store()
     row = store.get_run(name)
     store.close()
@@ -48,6 +50,8 @@ def train(tau: float, steps: int, lambda_init: float | None) -> None:
         args = [*LEARN.format(steps=steps).split(), "--budget", str(tau), "--run-name", name]
         if lambda_init is not None:
             args += ["--lambda-init", str(lambda_init)]
+        if lr is not None:
+            args += ["--lr", str(lr)]
     command = [str(Path(sys.executable).with_name("edgecl")), "learn", *args]
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True)
@@ -59,15 +63,16 @@ def main() -> None:
     parser.add_argument("--tau", type=float, action="append", help="default: 0.1 and 0.2")
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--lambda-init", type=float, default=None)
+    parser.add_argument("--lr", type=float, default=None, help="policy lr (default: learn's)")
     args = parser.parse_args()
     taus = args.tau or TAUS
     if args.what == "train":
         for tau in taus:
-            train(tau, args.steps, args.lambda_init)
+            train(tau, args.steps, args.lambda_init, args.lr)
     else:
         from budget_report import report
 
-        print(json.dumps(report(taus, args.lambda_init), indent=1))
+        print(json.dumps(report(taus, args.lambda_init, args.lr), indent=1))
 
 
 if __name__ == "__main__":

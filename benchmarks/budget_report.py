@@ -94,7 +94,7 @@ def evals(adapter: Path, config: TrainConfig, label: str, cache: dict) -> dict:
     return out
 
 
-def report(taus, lambda_init=None) -> dict:
+def report(taus, lambda_init=None, lr=None) -> dict:
     from budget import run_name
 
     cache_path = paths.data_dir() / "budget-report.json"
@@ -102,7 +102,7 @@ def report(taus, lambda_init=None) -> dict:
     store = Store()
     results = {}
     for tau in taus:
-        name = run_name(tau, lambda_init)
+        name = run_name(tau, lambda_init, lr)
         row = store.get_run(name)
         if row is None:
             results[name] = "not trained yet: python benchmarks/budget.py train"

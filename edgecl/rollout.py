@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from edgecl.backends.base import Completion
+from edgecl.cloud.base import CloudReply
 from edgecl.core.protocol import STOP_STRINGS, build_messages, requests_help
 from edgecl.core.rewards import SampleScore, score_sample
 from edgecl.tasks.base import MAX_STEPS, Item
@@ -22,7 +23,7 @@ class Rollout:
     completions: list[Completion]  # prompt-major, G per prompt
     scores: list[SampleScore]
     correct: list[bool]  # composed response right and well formatted (r == 1 in eq. 13)
-    cloud_calls: list[dict] = field(default_factory=list)  # one row per real cloud call
+    cloud_calls: list[dict] = field(default_factory=list)  # one row per new real cloud call
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -36,6 +37,19 @@ class Rollout:
     @property
     def n_tokens(self) -> int:
         return sum(len(c.token_ids) for c in self.completions)
+
+    def sample_rows(self, group_size: int) -> list[dict]:
+        """The `samples` table's rows of this rollout (the replay log)."""
+        rows = []
+        for i, (c, s) in enumerate(zip(self.completions, self.scores)):
+            item = self.items[c.prompt_index]
+            rows.append(
+                {"prompt_index": i // group_size, "sample_index": i % group_size,
+                 "item_id": item.id, "prompt": item.question, "response": c.text,
+                 "composed": s.composed, "help": int(s.help), "reward": s.reward, "cost": s.cost,
+                 "truncated": int(c.truncated), "n_tokens": len(c.token_ids)}
+            )  # fmt: skip
+        return rows
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,6 +67,23 @@ class Rollout:
             d["cloud_calls"],
             d["seconds"],
         )
+
+
+class PaidAnswers:
+    """A cloud that first looks for an answer already paid for at this step (a step replayed
+    after a resume): it is reused, not asked again. A simulated cloud is always asked: it costs
+    nothing, and its own restored state makes the replay exact."""
+
+    def __init__(self, cloud, store, run: str, step: int) -> None:
+        self.cloud, self.store, self.run, self.step = cloud, store, run, step
+        self.name = cloud.name
+
+    def complete(self, messages: list[dict], item=None) -> CloudReply:
+        if not getattr(self.cloud, "simulated", False) and item is not None:
+            text = self.store.paid_answer(self.run, self.step, item.id)
+            if text is not None:
+                return CloudReply(text, True, "reused", 0.0, 0, reused=True)
+        return self.cloud.complete(messages, item)
 
 
 def merge(parts: list[Rollout], owners: list[list[int]]) -> Rollout:
@@ -114,7 +145,11 @@ def collect(
             start = time.perf_counter()
             reply = cloud.complete(messages[p], item)
             seconds["cloud"] += time.perf_counter() - start
-            calls.append({"item_id": item.id, "cloud": cloud.name, **reply.log_fields()})
+            if not reply.reused:
+                text = reply.text if reply.ok else None
+                calls.append(
+                    {"item_id": item.id, "cloud": cloud.name, **reply.log_fields(), "text": text}
+                )
         start = time.perf_counter()
 
         def is_correct(parsed, item=item) -> bool:

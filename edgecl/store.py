@@ -47,7 +47,7 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
     "cloud_calls": (
         {"id": N, "run": T, "step": N, "item_id": T, "cloud": T, "simulated": N, "status": T,
          "ok": N, "latency_s": R, "attempts": N, "prompt_tokens": N, "completion_tokens": N,
-         "charged": N, "error": T, "created": T},
+         "charged": N, "error": T, "created": T, "text": T},
         "id",
     ),
     "evals": (
@@ -100,6 +100,9 @@ MIGRATIONS: list[list[str]] = [
         "[source] TEXT, [learner] TEXT, [prompt] TEXT, [response] TEXT, [help] INTEGER, "
         "[cloud] INTEGER, [reason] TEXT)",
     ],
+    [  # 4: a cloud call's answer, so a replayed step reuses what was paid for
+        "ALTER TABLE cloud_calls ADD COLUMN text TEXT",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 INDEXES = [("samples", ["run", "item_id"]), ("cloud_calls", ["run", "step"]), ("evals", ["run"]),
@@ -136,7 +139,8 @@ class Store:
                     self.db[table].create(columns, pk=pk, not_null=_not_null(pk))
             for statements in MIGRATIONS[version:]:
                 for sql in statements:
-                    conn.execute(sql)
+                    if not self._done(sql):
+                        conn.execute(sql)
             for table, columns in INDEXES:
                 self.db[table].create_index(columns, if_not_exists=True)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -144,6 +148,16 @@ class Store:
         except BaseException:
             conn.rollback()
             raise
+
+    def _done(self, sql: str) -> bool:
+        """Whether a migration statement's change is already there (a database written by a
+        development version between two migrations): its table, or its column, exists."""
+        words = sql.replace("[", "").replace("]", "").split()
+        if words[:2] == ["CREATE", "TABLE"]:
+            return words[2] in self.db.table_names()
+        if words[:2] == ["ALTER", "TABLE"] and words[3:5] == ["ADD", "COLUMN"]:
+            return words[5] in self.db[words[2]].columns_dict
+        return False
 
     def close(self) -> None:
         self.db.close()
@@ -216,14 +230,24 @@ class Store:
         return self._rows("SELECT * FROM cloud_calls WHERE run = ? ORDER BY step, id", [run])
 
     def truncate_after(self, run: str, step: int) -> int:
-        """Delete every row of `run` newer than `step`; returns how many steps went."""
+        """Delete the steps and samples of `run` newer than `step` (a resume replays them);
+        returns how many steps went. Cloud calls stay: they were made (and paid for), and the
+        replay reuses their answers (`paid_answer`)."""
         with self.db.conn:
             gone = self.db.conn.execute(
                 "DELETE FROM steps WHERE run = ? AND step > ?", [run, step]
             ).rowcount
-            for table in ("samples", "cloud_calls"):
-                self.db.conn.execute(f"DELETE FROM {table} WHERE run = ? AND step > ?", [run, step])
+            self.db.conn.execute("DELETE FROM samples WHERE run = ? AND step > ?", [run, step])
         return gone
+
+    def paid_answer(self, run: str, step: int, item_id: str) -> str | None:
+        """The answer of a successful cloud call already made at `step` for `item_id`."""
+        row = self.db.execute(
+            "SELECT text FROM cloud_calls WHERE run = ? AND step = ? AND item_id = ? AND ok = 1 "
+            "AND text IS NOT NULL ORDER BY id LIMIT 1",
+            [run, step, item_id],
+        ).fetchone()
+        return row[0] if row else None
 
     # evaluations
     def record_eval(self, row: dict) -> int:

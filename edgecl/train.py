@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecl import faults, paths
 from edgecl import learner as learners
-from edgecl import paths
 from edgecl.backends.base import LoraConfig
 from edgecl.backends.distributed import World
 from edgecl.cloud import make_cloud
@@ -35,7 +35,7 @@ from edgecl.core.dual import (
 from edgecl.errors import EdgeclError
 from edgecl.interrupts import interrupts, nothing
 from edgecl.retention import base_answers
-from edgecl.rollout import Rollout, collect, merge
+from edgecl.rollout import PaidAnswers, Rollout, collect, merge
 from edgecl.store import Store, now
 from edgecl.tasks.registry import get_task
 from edgecl.warmup import phase0, stored_warmup
@@ -243,7 +243,7 @@ class Trainer:
             self.model,
             self.tasks[phase],
             [items[j] for j in mine],
-            self.clouds[phase],
+            PaidAnswers(self.clouds[phase], self.store, c.run_name, self.state.step + 1),
             c.group_size,
             c.max_tokens,
             c.temperature,
@@ -310,15 +310,18 @@ class Trainer:
             seconds_grad,
             time.perf_counter() - started,
         )
+        # The step's rows first, then the checkpoint: a kill between the two replays the step
+        # on --resume, which finds its cloud calls in the log and reuses their answers.
         with guard.critical() if guard else nothing():
-            self.save()
             if self.world.is_main:
                 self.store.record_step(
                     c.run_name,
                     row,
-                    _sample_rows(self, rollout),
+                    rollout.sample_rows(c.group_size),
                     [dict(r, step=self.state.step) for r in rollout.cloud_calls],
                 )
+            faults.point("step-rows-written")
+            self.save()
         self.last_rollout = rollout
         self.on_event("step", row)
         return row
@@ -374,25 +377,3 @@ def _step_row(
         "tokens_per_s": rollout.n_tokens / max(sample_s, 1e-9),
         "collapsed": int(collapsed),
     }
-
-
-def _sample_rows(trainer, rollout: Rollout) -> list[dict]:
-    g = trainer.config.group_size
-    rows = []
-    for i, (c, s) in enumerate(zip(rollout.completions, rollout.scores)):
-        rows.append(
-            {
-                "prompt_index": i // g,
-                "sample_index": i % g,
-                "item_id": rollout.items[c.prompt_index].id,
-                "prompt": rollout.items[c.prompt_index].question,
-                "response": c.text,
-                "composed": s.composed,
-                "help": int(s.help),
-                "reward": s.reward,
-                "cost": s.cost,
-                "truncated": int(c.truncated),
-                "n_tokens": len(c.token_ids),
-            }
-        )
-    return rows

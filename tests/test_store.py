@@ -112,7 +112,7 @@ def test_a_second_connection_sees_committed_steps_only(store):
     reader.close()
 
 
-def test_truncate_after(store):
+def test_truncate_after_keeps_the_cloud_calls_made(store):
     store.create_run("r", {}, task="math")
     store.create_run("other", {}, task="math")
     for step in range(1, 6):
@@ -121,7 +121,7 @@ def test_truncate_after(store):
     assert store.truncate_after("r", 3) == 2
     assert [s["step"] for s in store.steps("r")] == [1, 2, 3]
     assert {s["step"] for s in store.samples("r")} == {1, 2, 3}
-    assert [c["step"] for c in store.cloud_calls("r")] == [1, 2, 3]
+    assert [c["step"] for c in store.cloud_calls("r")] == [1, 2, 3, 4, 5]  # calls made stay
     assert store.last_step("other") == 5  # other runs are untouched
     store.record_step("r", step_row(4, lam=0.9), sample_rows(2), cloud_rows())
     assert store.steps("r")[-1]["lambda_before"] == 0.9
@@ -205,3 +205,15 @@ def test_migrated_and_new_databases_have_the_same_tables_and_columns(tmp_path):
 
     assert shape(old) == shape(new)
     assert {"learners", "adapter_versions"} <= shape(new).keys()
+
+
+def test_a_database_that_already_has_a_migrations_change_is_still_upgraded(tmp_path):
+    """A database written between two migrations by a development version (user_version 0, yet
+    steps.j_c_mean already there) upgrades without a 'duplicate column' error."""
+    path = tmp_path / "dev.db"
+    shutil.copy(FIXTURE_V0, path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE steps ADD COLUMN j_c_mean REAL")
+    store = Store(path)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert store.steps("old-run")[0]["j_c_mean"] is None

@@ -282,3 +282,42 @@ def test_training_with_a_real_openai_compatible_cloud(model_dir, task_file, llam
     assert all(c["completion_tokens"] > 0 and c["latency_s"] > 0 for c in calls)
     helped = [s for s in Store().samples("server") if s["help"]]
     assert helped and all(s["composed"] != s["response"] for s in helped)
+
+
+def test_a_kill_between_rows_and_checkpoint_loses_no_call_and_pays_none_twice(
+    model_dir,
+    task_file,
+    llama_server,  # noqa: F811
+):
+    """learn is killed right after a step's rows (its cloud calls) are written and before its
+    checkpoint. --resume replays that step: every call made is still in the log, and the
+    answers already paid for are reused, not asked for again (the server's own request log)."""
+    import os
+
+    from conftest_server import _server
+
+    from conftest import run_cli
+
+    def requests() -> int:
+        return open(_server["log"], errors="replace").read().count("POST /v1/chat/completions")
+
+    home = os.environ["EDGECL_HOME"]
+    args = ["learn", "--task", str(task_file), "--model", str(model_dir), "--budget", "0.2",
+            "--steps", "2", "--batch-size", "2", "--group-size", "4", "--max-tokens", "40",
+            "--warmup-steps", "0", "--seed", "3", "--cloud", "openai:smollm2",
+            "--cloud-url", llama_server, "--run-name", "killed"]  # fmt: skip
+    before = requests()
+    killed = run_cli(*args, home=home, env={"EDGECL_KILL_AT": "step-rows-written"})
+    assert killed.returncode == -9
+    first = Store().cloud_calls("killed")
+    assert first and {c["step"] for c in first} == {1} and all(c["text"] for c in first)
+    assert requests() == before + len(first)
+    resumed = run_cli("learn", "--run-name", "killed", "--resume", home=home)
+    assert resumed.returncode == 0, resumed.stderr
+    calls = Store().cloud_calls("killed")
+    assert [c["id"] for c in calls if c["step"] == 1] == [c["id"] for c in first]  # kept, once
+    assert requests() == before + len(calls)  # step 1's answers were not asked for again
+    assert [s["step"] for s in Store().steps("killed")] == [1, 2]
+    replayed = [s for s in Store().samples("killed", step=1) if s["help"]]
+    answers = {c["text"] for c in first}
+    assert replayed and all(any(a in s["composed"] for a in answers) for s in replayed)

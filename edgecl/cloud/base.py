@@ -23,6 +23,7 @@ class CloudReply:
     completion_tokens: int = 0
     simulated: bool = False
     error: str | None = None
+    reused: bool = False  # an answer already paid for, replayed after a resume: not a new call
 
     def log_fields(self) -> dict[str, Any]:
         """The fields the `cloud_calls` table keeps (the text goes to the samples log)."""
