@@ -117,8 +117,10 @@ def report(taus, lambda_init=None, lr=None) -> dict:
             "training": training(store, name, config.group_size),
             "before": evals(warm, config, "warmup", cache),
         }
-        if row["status"] == "done":
-            results[name]["after"] = evals(run_dir(name) / "adapter", config, name, cache)
+        checkpoint = run_dir(name) / "adapter"
+        if checkpoint.is_dir():  # the run's last checkpoint, finished or not
+            label = f"{name}@{results[name]['training']['steps']}"
+            results[name]["after"] = evals(checkpoint, config, label, cache)
         cache_path.write_text(json.dumps(cache))
         t = results[name]["training"]
         print(f"{name}: ratio |{sparkline(t['ratio_every_5'])}| tau {tau}", flush=True)

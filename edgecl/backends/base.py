@@ -1,13 +1,11 @@
-"""What the trainer needs from a backend: sampled ids with their log-probs, and a gradient step.
+"""What a backend hands the trainer (a sampled `Completion`) and the LoRA settings it takes.
 
 The algorithm core never sees a backend; the trainer hands it texts and numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 
 @dataclass
@@ -52,26 +50,3 @@ class LoraConfig:
     @property
     def scale(self) -> float:
         return self.alpha / self.rank
-
-
-class Sampler(Protocol):
-    def sample(
-        self,
-        prompts: Sequence[Sequence[int]],
-        group_size: int = 1,
-        max_tokens: int = 128,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        stop: Sequence[str] = (),
-        seed: int | None = None,
-    ) -> list[Completion]: ...
-
-
-class Learner(Protocol):
-    def policy_gradient_step(
-        self,
-        prompts: Sequence[Sequence[int]],
-        completions: Sequence[Sequence[int]],
-        weights: Sequence[float],
-        normalizer: float,
-    ) -> float: ...
