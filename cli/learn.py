@@ -30,10 +30,10 @@ def learn(
     batch_size: int = typer.Option(None, help="Prompts per step (preset default)."),
     group_size: int = typer.Option(None, help="Samples per prompt G (preset default)."),
     max_tokens: int = typer.Option(None, help="Longest response (preset default)."),
-    lr: float = typer.Option(1e-4, help="Policy (LoRA) learning rate."),
-    dual_lr: float = typer.Option(0.5, help="Dual step size eta_lambda (see README)."),
-    lambda_init: float = typer.Option(0.5, help="Initial dual variable."),
-    cloud: str = typer.Option("reference", help="reference[:accuracy] (simulated) or openai."),
+    lr: float = typer.Option(None, help="Policy (LoRA) learning rate [1e-4]."),
+    dual_lr: float = typer.Option(None, help="Dual step size eta_lambda [0.5] (see README)."),
+    lambda_init: float = typer.Option(None, help="Initial dual variable [0.5]."),
+    cloud: str = typer.Option(None, help="reference[:accuracy] (simulated) or openai."),
     cloud_url: str = typer.Option(None, help="OpenAI-compatible base URL, e.g. .../v1."),
     cloud_model: str = typer.Option(None, help="Model name at the cloud endpoint."),
     cloud_key_env: str = typer.Option(None, help="Env var holding the API key (never stored)."),
@@ -41,13 +41,13 @@ def learn(
     resume: bool = typer.Option(False, help="Continue the run --run-name exactly."),
     model: str = typer.Option(None, help="Model name or path (default: bundled SmolLM2)."),
     preset: str = typer.Option(None, help="small (CPU default) or paper."),
-    seed: int = typer.Option(0),
-    scale_rewards: str = typer.Option("none", help="none (eq. 8) or group (std-normalised)."),
+    seed: int = typer.Option(None, help="Seed of data order and sampling [0]."),
+    scale_rewards: str = typer.Option(None, help="none (eq. 8) or group (std-normalised)."),
     verifier: str = typer.Option(None, help="math-verify (default) or exact (the paper's)."),
-    warmup_steps: int = typer.Option(40, help="Warm-up format steps if the probe fails; 0: none."),
-    help_steps: int = typer.Option(30, help="Warm-up steps teaching where to ask for help."),
+    warmup_steps: int = typer.Option(None, help="Warm-up format steps [40]; 0: no warm-up."),
+    help_steps: int = typer.Option(None, help="Warm-up steps teaching where to ask [30]."),
     rewarm: bool = typer.Option(False, help="Warm up again instead of reusing a stored warm-up."),
-    learner: str = typer.Option("default", help="The learner whose adapter this run continues."),
+    learner: str = typer.Option(None, help="The learner whose adapter this run continues."),
     fresh: bool = typer.Option(False, help="Start from the base model, not the learner's adapter."),
 ) -> None:
     """Train the local model on a task with a cloud budget (DA-GRPO)."""
@@ -82,6 +82,9 @@ def learn(
             else [Phase(task, parse_budget(budget), n_steps)]
         )
         cloud_options = {"base_url": cloud_url, "model": cloud_model, "api_key_env": cloud_key_env}
+        given = {"lr": lr, "dual_lr": dual_lr, "lambda_init": lambda_init, "cloud": cloud,
+                 "seed": seed, "scale_rewards": scale_rewards, "warmup_steps": warmup_steps,
+                 "help_steps": help_steps, "learner": learner}  # fmt: skip
         config = TrainConfig(
             run_name=run_name
             or f"{phases[0].task.split('/')[-1]}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -90,18 +93,11 @@ def learn(
             batch_size=batch_size or defaults["batch_size"],
             group_size=group_size or defaults["group_size"],
             max_tokens=max_tokens or defaults["max_tokens"],
-            lr=lr,
-            dual_lr=dual_lr,
-            lambda_init=lambda_init,
-            cloud=cloud,
             cloud_options={k: v for k, v in cloud_options.items() if v is not None},
-            seed=seed,
-            scale_rewards=scale_rewards,
             verifier=verifier,
-            warmup_steps=warmup_steps,
-            help_steps=help_steps,
-            learner=learner,
             fresh=fresh,
+            # TrainConfig holds the defaults: only what the user gave goes in
+            **{k: v for k, v in given.items() if v is not None},
         )
     trainer = _build_trainer(config, store)
     try:
