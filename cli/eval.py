@@ -111,15 +111,13 @@ def eval_(
 
 
 def _checkpoint(run: str) -> Path:
-    from edgecl.train import run_dir
+    from edgecl.train import run_dir, saved_adapter
 
-    path = run_dir(run) / "adapter"
-    if not path.is_dir() and path.with_name("adapter.old").is_dir():
-        path = path.with_name("adapter.old")  # crashed while swapping checkpoints
-    if not path.is_dir():
+    path = saved_adapter(run_dir(run) / "adapter")
+    if path is None:
         raise EdgeclError(
-            f"run {run!r} has no checkpoint at {path} yet: let it finish a step, "
-            "or evaluate the base model without --run"
+            f"run {run!r} has no checkpoint at {run_dir(run) / 'adapter'} yet: let it finish a "
+            "step, or evaluate the base model without --run"
         )
     return path
 

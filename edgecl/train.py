@@ -58,6 +58,15 @@ def run_dir(name: str) -> Path:
     return paths.data_dir() / "runs" / name
 
 
+def saved_adapter(directory: Path) -> Path | None:
+    """The adapter saved at `directory`, or the previous one that a crash in the middle of
+    `save_adapter`'s swap left at `directory.old`; None if there is neither."""
+    for path in (directory, directory.with_name(directory.name + ".old")):
+        if path.is_dir():
+            return path
+    return None
+
+
 class Trainer:
     def __init__(
         self,
@@ -142,10 +151,7 @@ class Trainer:
         )
 
     def _checkpoint(self) -> Path | None:
-        for directory in (self.checkpoint, self.checkpoint.with_name("adapter.old")):
-            if directory.is_dir():  # .old: a crash mid-swap left the previous checkpoint there
-                return directory
-        return None
+        return saved_adapter(self.checkpoint)
 
     def _load_checkpoint(self) -> None:
         saved = self.model.load_adapter(self._checkpoint(), learning_rate=self.config.lr)
