@@ -153,21 +153,28 @@ def _answer_prefix(text: str) -> str | None:
 
 def help_probabilities(model, prompt_ids: list, completions: list) -> list[float]:
     """P(the trigger | prompt, the response up to its `<answer>`) per completion; a response
-    with no `<answer>` scores 1 if it asked for help (it did, by the parser) else 0."""
+    with no `<answer>` scores 1 if it asked for help (it did, by the parser) else 0.
+
+    The branch is scored from the tag's last token: BPE tokenizers merge the tag's `>` with
+    what follows (`>\\` opens a boxed answer, `>` then `I` the trigger), so the text up to
+    `<answer>` re-encoded would end at a boundary the model never saw."""
     out = [float("nan")] * len(completions)
-    trigger = model.tokenizer.encode(TRIGGER, add_special_tokens=False)
-    contexts, where = [], []
+    encode = lambda text: model.tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    contexts, branches, where = [], [], []
     for k, c in enumerate(completions):
         prefix = _answer_prefix(c.text)
         if prefix is None:
             out[k] = float(c.text.rstrip().endswith(TRIGGER))
             continue
-        ids = model.tokenizer.encode(prefix, add_special_tokens=False)
-        contexts.append(list(prompt_ids[c.prompt_index]) + ids)
+        head = encode(prefix)[:-1]  # without the tag's last token
+        branch = encode(prefix + TRIGGER)
+        if branch[: len(head)] != head:  # a tokenizer that merges across the tag: plain split
+            head, branch = encode(prefix), encode(prefix) + encode(TRIGGER)
+        contexts.append(list(prompt_ids[c.prompt_index]) + head)
+        branches.append(branch[len(head) :])
         where.append(k)
     if contexts:
-        logps = model.sequence_logprobs(contexts, [trigger] * len(contexts))
-        for k, lp in zip(where, logps):
+        for k, lp in zip(where, model.sequence_logprobs(contexts, branches)):
             out[k] = float(np.exp(lp.sum()))
     return out
 
