@@ -68,7 +68,7 @@ def evals(adapter: Path, config: TrainConfig, label: str, cache: dict) -> dict:
         return cache[label]
     entry = resolve_model(config.model)
     model = MLXModel.load(entry.mlx_dir, entry.name)
-    pairs = base_answers(model)
+    pairs = base_answers(model, "held_out")
     base_ll = mean_loglik(model, pairs)
     model.load_adapter(adapter)
     task = get_task("math", config.verifier, config.seed)

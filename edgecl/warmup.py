@@ -46,7 +46,7 @@ from edgecl.retention import base_answers
 from edgecl.rollout import answer_of
 from edgecl.tasks.base import MAX_STEPS, Item, stable_hash
 
-RECIPE_VERSION = 3  # bump when the demonstrations or the recipe change: stored warm-ups go stale
+RECIPE_VERSION = 4  # bump when the demonstrations or the recipe change: stored warm-ups go stale
 # The run settings that shape a warm-up: runs that agree on these (and on model and tasks) share it.
 SETTINGS = (
     "warmup_steps", "help_steps", "warmup_batch_size", "warmup_lr", "general_rows",

@@ -33,6 +33,9 @@ def test_the_prompts_are_general_and_many():
     prompts = retention.general_prompts()
     assert len(prompts) >= 50 and len(set(prompts)) == len(prompts)
     assert "Name three colours." in prompts
+    distill, held_out = retention.general_prompts("distill"), retention.general_prompts("held_out")
+    assert len(held_out) == 20 and not set(distill) & set(held_out)
+    assert sorted(distill + held_out) == sorted(prompts)
 
 
 def test_base_answers_ignore_the_adapter_and_are_stored(tiny_mlx_dir):
@@ -41,11 +44,11 @@ def test_base_answers_ignore_the_adapter_and_are_stored(tiny_mlx_dir):
     for name, p in model.trainable().items():  # a non-zero adapter: it changes the model
         if name.endswith("lora_b"):
             p[...] = mx.array(np.random.default_rng(0).normal(0, 0.5, p.shape), dtype=p.dtype)
-    pairs = retention.base_answers(model, max_tokens=8)
-    assert len(pairs) == len(retention.general_prompts()) and all(a for _, a in pairs)
+    pairs = retention.base_answers(model, "held_out", max_tokens=8)
+    assert len(pairs) == 20 and all(a for _, a in pairs)
     stored = next((retention.paths.data_dir() / "general").iterdir())
     base = MLXModel.load(tiny_mlx_dir)
-    assert retention.base_answers(base, max_tokens=8) == pairs  # read back, and the same
+    assert retention.base_answers(base, "held_out", max_tokens=8) == pairs  # read back, same
     greedy = base.sample([p for p, _ in pairs[:4]], 1, 8, temperature=0.0)
     assert [o.token_ids for o in greedy] == [a for _, a in pairs[:4]]
     assert stored.is_file()
