@@ -34,8 +34,9 @@ from mlx_lm.models.cache import BatchKVCache  # noqa: E402
 from mlx_lm.tuner.lora import LoRALinear  # noqa: E402
 
 from edgecl.backends.base import LoraConfig  # noqa: E402
-from edgecl.backends.mlx_backend import MLXModel, next_tokens  # noqa: E402
+from edgecl.backends.mlx_backend import MLXModel  # noqa: E402
 from edgecl.backends.mlx_loss import SharedPrefixCache, pack, pg_loss  # noqa: E402
+from edgecl.backends.sampling import next_tokens  # noqa: E402
 from edgecl.models.registry import resolve_model  # noqa: E402
 from gemm import gemm_gflops  # noqa: E402
 

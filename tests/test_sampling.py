@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecl.backends.mlx_backend import inverse_cdf, next_tokens
+from edgecl.backends.sampling import inverse_cdf, next_tokens
 
 
 def test_inverse_cdf_draws_each_index_in_proportion_to_its_weight():
