@@ -89,6 +89,7 @@ class Trainer:
         self.checkpoint = run_dir(config.run_name) / "adapter"
         self.total_steps = sum(p.steps for p in config.phases)
         self.last_rollout: Rollout | None = None
+        self.general: list = []  # base answers for self-distillation (rank 0 only)
 
     def _make_cloud(self, task, index: int):
         return make_cloud(
@@ -102,8 +103,7 @@ class Trainer:
         of it, and the other ranks take its adapter, optimizer and state."""
         c = self.config
         if not self.world.is_main:
-            self._attach()
-            self.general = base_answers(self.model)
+            self._attach()  # rank 0's adapter and state arrive below
         elif resume:
             if self.store.get_run(c.run_name) is None:
                 raise EdgeclError(f"no run named {c.run_name!r} to resume (see edgecl runs list)")
