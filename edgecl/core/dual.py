@@ -10,7 +10,7 @@ small steps (the paper runs 840 steps of larger batches at eta_lambda = 0.01):
   even a format violation. A larger lambda only strengthens a push that already points the
   right way, and takes longer to undo once the model asks less than tau (lambda falls by at
   most eta * tau a step). On the stub policy of tests/test_control.py a cap of 2 misses tau
-  by more than 0.05 in 59% of 150-step runs, against 9% at 1.2.
+  by more than 0.05 in 59% of 150-step runs, against 9% at 1.2 (benchmarks/dual_step.py).
 - the default step DUAL_LR = 0.5 makes lambda the fast player and the policy the slow one: one
   step of plain over-use (J_c - tau = 0.5) moves lambda by a fifth of [0, LAMBDA_MAX], so lambda
   settles where the current policy's ratio meets tau within a few steps, and the run length
