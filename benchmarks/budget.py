@@ -20,24 +20,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 TAUS = (0.1, 0.2)
 STEPS = 150
 LEARN = "--task math --steps {steps} --batch-size 4 --group-size 4 --max-tokens 96 --fresh"
 
 
-def run_name(tau: float, lambda_init: float | None = None, lr: float | None = None) -> str:
-    name = f"budget-tau{tau:g}" + (f"-lam{lambda_init:g}" if lambda_init is not None else "")
-    return name + (f"-lr{lr:g}" if lr is not None else "")
+def run_name(
+    tau: float, lambda_init: float | None = None, lr: float | None = None, kl: float | None = None
+) -> str:
+    parts = [f"budget-tau{tau:g}"]
+    for label, value in (("lam", lambda_init), ("lr", lr), ("kl", kl)):
+        parts += [f"{label}{value:g}"] if value is not None else []
+    return "-".join(parts)
 
 
-def train(tau: float, steps: int, lambda_init: float | None, lr: float | None) -> None:
+def train(
+    tau: float, steps: int, lambda_init: float | None, lr: float | None, kl: float | None
+) -> None:
     from edgecl.store import Store
 
-    name = run_name(tau, lambda_init, lr)
+    name = run_name(tau, lambda_init, lr, kl)
     store = Store()
     row = store.get_run(name)
     store.close()
@@ -52,9 +55,12 @@ def train(tau: float, steps: int, lambda_init: float | None, lr: float | None) -
             args += ["--lambda-init", str(lambda_init)]
         if lr is not None:
             args += ["--lr", str(lr)]
-    command = [str(Path(sys.executable).with_name("edgecl")), "learn", *args]
-    print(" ".join(command), flush=True)
-    subprocess.run(command, check=True)
+        if kl is not None:
+            args += ["--kl", str(kl)]
+    from edgecl.cli.main import app
+
+    print("edgecl learn " + " ".join(args), flush=True)
+    app(["learn", *args], standalone_mode=False)  # in this process: Ctrl-C stops it cleanly
 
 
 def main() -> None:
@@ -64,15 +70,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--lambda-init", type=float, default=None)
     parser.add_argument("--lr", type=float, default=None, help="policy lr (default: learn's)")
+    parser.add_argument("--kl", type=float, default=None, help="KL weight (default: learn's)")
     args = parser.parse_args()
     taus = args.tau or TAUS
     if args.what == "train":
         for tau in taus:
-            train(tau, args.steps, args.lambda_init, args.lr)
+            train(tau, args.steps, args.lambda_init, args.lr, args.kl)
     else:
         from budget_report import report
 
-        print(json.dumps(report(taus, args.lambda_init, args.lr), indent=1))
+        print(json.dumps(report(taus, args.lambda_init, args.lr, args.kl), indent=1))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ are stored in the `evals` table and cached beside the runs, so a second report i
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -62,10 +63,12 @@ def training(store: Store, name: str, group: int) -> dict:
     }
 
 
-def evals(adapter: Path, config: TrainConfig, label: str, cache: dict) -> dict:
-    """Eval and unseen splits, plus retention, of one adapter (cached by label)."""
-    if label in cache:
-        return cache[label]
+def evals(adapter: Path, config: TrainConfig, label: str) -> dict:
+    """Eval and unseen splits, plus retention, of one adapter (cached in a file per label, so
+    reports of several runs can run at once)."""
+    cached = paths.data_dir() / "budget-report" / f"{label}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
     entry = resolve_model(config.model)
     model = MLXModel.load(entry.mlx_dir, entry.name)
     pairs = base_answers(model, "held_out")
@@ -90,19 +93,20 @@ def evals(adapter: Path, config: TrainConfig, label: str, cache: dict) -> dict:
     kept = retention(model, pairs, base_ll)
     out["retention"] = {k: v for k, v in kept.items() if not k.startswith("examples")}
     out["retention"]["examples"] = kept["examples_plain"] + kept["examples_protocol"]
-    cache[label] = out
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(out))
+    tmp.replace(cached)
     return out
 
 
-def report(taus, lambda_init=None, lr=None) -> dict:
+def report(taus, lambda_init=None, lr=None, kl=None) -> dict:
     from budget import run_name
 
-    cache_path = paths.data_dir() / "budget-report.json"
-    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     store = Store()
     results = {}
     for tau in taus:
-        name = run_name(tau, lambda_init, lr)
+        name = run_name(tau, lambda_init, lr, kl)
         row = store.get_run(name)
         if row is None:
             results[name] = "not trained yet: python benchmarks/budget.py train"
@@ -115,13 +119,12 @@ def report(taus, lambda_init=None, lr=None) -> dict:
             "status": row["status"],
             "warmup": {k: row["warmup"].get(k) for k in ("ability", "probe_after")},
             "training": training(store, name, config.group_size),
-            "before": evals(warm, config, "warmup", cache),
+            "before": evals(warm, config, "warmup"),
         }
         checkpoint = run_dir(name) / "adapter"
         if checkpoint.is_dir():  # the run's last checkpoint, finished or not
             label = f"{name}@{results[name]['training']['steps']}"
-            results[name]["after"] = evals(checkpoint, config, label, cache)
-        cache_path.write_text(json.dumps(cache))
+            results[name]["after"] = evals(checkpoint, config, label)
         t = results[name]["training"]
         print(f"{name}: ratio |{sparkline(t['ratio_every_5'])}| tau {tau}", flush=True)
     store.close()

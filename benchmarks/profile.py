@@ -277,7 +277,7 @@ def profile_ops(batch: int, context: int) -> None:
         "mx.fast.scaled_dot_product_attention": lambda: mx.fast.scaled_dot_product_attention(
             q, keys, values, scale=0.125
         ),
-        "grouped matmuls (_decode_attention)": grouped,
+        "grouped matmuls (decode_attention)": grouped,
     }.items():
         shape = f"{batch} rows x {context} keys"
         emit("op", op=label, shape=shape, ms=round(1e3 * timed(fn, repeats=20), 2))

@@ -33,6 +33,7 @@ def learn(
     lr: float = typer.Option(None, help="Policy (LoRA) learning rate [1e-4]."),
     dual_lr: float = typer.Option(None, help="Dual step size eta_lambda [0.5] (see README)."),
     lambda_init: float = typer.Option(None, help="Initial dual variable [0.5]."),
+    kl: float = typer.Option(None, help="Weight of the KL to the starting adapter [0.05]."),
     cloud: str = typer.Option(None, help="reference[:accuracy] (simulated) or openai."),
     cloud_url: str = typer.Option(None, help="OpenAI-compatible base URL, e.g. .../v1."),
     cloud_model: str = typer.Option(None, help="Model name at the cloud endpoint."),
@@ -84,7 +85,7 @@ def learn(
         cloud_options = {"base_url": cloud_url, "model": cloud_model, "api_key_env": cloud_key_env}
         given = {"lr": lr, "dual_lr": dual_lr, "lambda_init": lambda_init, "cloud": cloud,
                  "seed": seed, "scale_rewards": scale_rewards, "warmup_steps": warmup_steps,
-                 "help_steps": help_steps, "learner": learner}  # fmt: skip
+                 "help_steps": help_steps, "learner": learner, "kl_coef": kl}  # fmt: skip
         config = TrainConfig(
             run_name=run_name
             or f"{phases[0].task.split('/')[-1]}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -229,7 +230,8 @@ class _Display:
             f"(mean{RATIO_WINDOW} {r['j_c_mean']:.2f})/tau {r['tau']:.2f} "
             f"calls {r['n_cloud_calls']} "
             f"reward {r['mean_reward']:+.3f} acc {r['accuracy']:.2f} "
-            f"{r['tokens_per_s']:.0f} tok/s {r['seconds']:.1f}s ETA {eta}"
+            + (f"KL {r['kl']:.3f} " if r.get("kl") is not None else "")
+            + f"{r['tokens_per_s']:.0f} tok/s {r['seconds']:.1f}s ETA {eta}"
         )
         if row["collapsed"]:
             console.print(

@@ -15,14 +15,16 @@ from edgecl.errors import EdgeclError
 app = typer.Typer(help="List training runs and show one run's history.", no_args_is_help=True)
 
 # The step table (`runs show` without --json): short headers, compact numbers, and lambda after
-# the step's dual update only (lambda before a step is the row above; --json has both).
+# the step's dual update only (lambda before a step is the row above; --json has both, and
+# the loss).
 TABLE = (("step", "step"), ("phase", "ph"), ("task", "task"), ("tau", "tau"),
          ("lambda_after", "λ"), ("j_c", "J_c"), ("j_c_mean", "J_c10"), ("mean_reward", "reward"),
-         ("accuracy", "acc"), ("loss", "loss"), ("n_help", "help"), ("n_cloud_calls", "calls"),
-         ("seconds", "s"), ("tokens_per_s", "tok/s"), ("collapsed", "coll"))  # fmt: skip
+         ("accuracy", "acc"), ("kl", "KL"), ("n_help", "help"),
+         ("n_cloud_calls", "calls"), ("seconds", "s"), ("tokens_per_s", "tok/s"),
+         ("collapsed", "coll"))  # fmt: skip
 FORMATS = {"tau": ".2f", "lambda_after": ".4f", "j_c": ".2f", "j_c_mean": ".2f",
            "cloud_ratio": ".2f", "mean_reward": ".2f", "accuracy": ".2f", "loss": ".3g",
-           "seconds": ".0f", "tokens_per_s": ".0f"}  # fmt: skip
+           "kl": ".3g", "seconds": ".0f", "tokens_per_s": ".0f"}  # fmt: skip
 
 
 @app.command("list")

@@ -60,6 +60,7 @@ class TrainConfig:
     ability_items: int = 64  # train items per task whose local success rate is measured
     ability_k: int = 4  # samples per item for that rate
     distill_weight: float = 0.1  # DA-GRPO: weight of the general rows' mean token NLL
+    kl_coef: float = 0.05  # DA-GRPO: KL to the adapter the run started from (edgecl.regularize)
     probe_size: int = 16
     format_threshold: float = 0.5
 
@@ -74,8 +75,8 @@ class TrainConfig:
             raise EdgeclError(f"--group-size {self.group_size}: GRPO needs G >= 2")
         if self.batch_size < 1 or self.max_tokens < 8:
             raise EdgeclError("--batch-size must be >= 1 and --max-tokens >= 8")
-        if self.lambda_init < 0 or self.dual_lr < 0 or self.lr <= 0:
-            raise EdgeclError("--lambda-init and --dual-lr must be >= 0 and --lr > 0")
+        if self.lambda_init < 0 or self.dual_lr < 0 or self.lr <= 0 or self.kl_coef < 0:
+            raise EdgeclError("--lambda-init, --dual-lr and --kl must be >= 0 and --lr > 0")
 
     def to_dict(self) -> dict:
         return asdict(self)

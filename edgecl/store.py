@@ -32,7 +32,7 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
     ),
     "steps": (
         {"run": T, "step": N, "phase": T, "task": T, "tau": R, "lambda_before": R,
-         "lambda_after": R, "j_c": R, "j_c_mean": R, "cloud_ratio": R, "mean_reward": R,
+         "lambda_after": R, "j_c": R, "j_c_mean": R, "kl": R, "cloud_ratio": R, "mean_reward": R,
          "accuracy": R, "loss": R, "n_help": N, "n_cloud_calls": N, "seconds": R,
          "seconds_sample": R, "seconds_score": R, "seconds_cloud": R, "seconds_grad": R,
          "tokens": N, "tokens_per_s": R, "collapsed": N, "created": T},
@@ -103,6 +103,7 @@ MIGRATIONS: list[list[str]] = [
     [  # 4: a cloud call's answer, so a replayed step reuses what was paid for
         "ALTER TABLE cloud_calls ADD COLUMN text TEXT",
     ],
+    ["ALTER TABLE steps ADD COLUMN kl REAL"],  # 5: mean per-token KL to the run's anchor
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 INDEXES = [("samples", ["run", "item_id"]), ("cloud_calls", ["run", "step"]), ("evals", ["run"]),

@@ -34,6 +34,7 @@ from edgecl.core.dual import (
 )
 from edgecl.errors import EdgeclError
 from edgecl.interrupts import interrupts, nothing
+from edgecl.regularize import anchor_logprobs, distill_rows, k3_sum
 from edgecl.retention import base_answers
 from edgecl.rollout import PaidAnswers, Rollout, collect, merge
 from edgecl.store import Store, now
@@ -90,6 +91,7 @@ class Trainer:
         self.total_steps = sum(p.steps for p in config.phases)
         self.last_rollout: Rollout | None = None
         self.general: list = []  # base answers for self-distillation (rank 0 only)
+        self.anchor: dict | None = None  # adapter weights of the KL term (see _set_anchor)
 
     def _make_cloud(self, task, index: int):
         return make_cloud(
@@ -130,6 +132,20 @@ class Trainer:
         self.model.broadcast_state(self.world)
         self.state = TrainerState(**self.world.broadcast(vars(self.state)))
         self.collapse = CollapseDetector.from_dict(self.world.broadcast(self.collapse.to_dict()))
+        self._set_anchor()
+
+    def _set_anchor(self) -> None:
+        """The KL term's anchor: the adapter this run's DA-GRPO starts from (after the warm-up,
+        or the learner's version), saved once in the run dir so --resume anchors to it too."""
+        if self.config.kl_coef <= 0:
+            return
+        directory = run_dir(self.config.run_name) / "anchor"
+        weights = self.model.trainable()
+        if self.world.is_main:
+            if saved_adapter(directory) is None:
+                self.model.save_adapter(directory)
+            weights = self.model.adapter_file_weights(saved_adapter(directory))
+        self.anchor = self.world.broadcast_arrays(weights)
 
     def _start(self) -> None:
         """A fresh LoRA, or the learner's current adapter version and its lambda."""
@@ -283,15 +299,27 @@ class Trainer:
         lam = self.state.lam
         weights = self.weights(rollout, lam)
         start = time.perf_counter()
-        loss = 0.0
+        loss, kl = 0.0, None
         if np.any(weights != 0):  # no signal in any group: no update (Adam would still drift)
             mine = set(self.world.share(len(rollout.items)))  # each rank: its own samples
             rows = [k for k, o in enumerate(rollout.completions) if o.prompt_index in mine]
             prompts = [rollout.prompt_ids[rollout.completions[k].prompt_index] for k in rows]
             targets = [rollout.completions[k].token_ids for k in rows]
-            prompts, targets, w = self._with_general(prompts, targets, weights[rows])
+            w, anchor = weights[rows], None
+            if self.anchor is not None:
+                ref = anchor_logprobs(self.model, self.anchor, prompts, targets, c.micro_batch)
+                own = [rollout.completions[k].logprobs for k in rows]  # pi before this update
+                total, n = self.world.sum([sum(map(k3_sum, ref, own)), sum(map(len, own))])
+                kl = float(total / max(n, 1))  # mean per-token KL to the anchor
+                anchor = (ref, [c.kl_coef / len(rollout.items)] * len(rows))  # like eq. 8's sum
+            if self.world.is_main:  # self-distillation rows: no KL term
+                more = distill_rows(c, self.general, self.state.step)
+                prompts, targets, w = [*prompts, *more[0]], [*targets, *more[1]], np.r_[w, more[2]]
+                if anchor is not None:
+                    pad = len(more[1])
+                    anchor = ([*anchor[0], *[[]] * pad], [*anchor[1], *[0.0] * pad])
             loss = self.model.policy_gradient_step(
-                prompts, targets, w, c.max_tokens, c.micro_batch, world=self.world
+                prompts, targets, w, c.max_tokens, c.micro_batch, world=self.world, anchor=anchor
             )
             loss = float(self.world.sum([loss])[0])
         seconds_grad = time.perf_counter() - start
@@ -311,6 +339,7 @@ class Trainer:
             new_lam,
             j_c,
             loss,
+            kl,
             n_help,
             collapsed,
             seconds_grad,
@@ -332,31 +361,15 @@ class Trainer:
         self.on_event("step", row)
         return row
 
-    def _with_general(self, prompts: list, targets: list, weights: np.ndarray) -> tuple:
-        """Append `general_rows` base-model answers to general prompts (self-distillation),
-        weighted so they add `distill_weight` x their mean token NLL to the loss."""
-        c = self.config
-        if c.general_rows < 1 or c.distill_weight <= 0 or not self.world.is_main:
-            return prompts, targets, weights
-        rng = np.random.default_rng([c.seed, self.state.step, 5])
-        picks = rng.choice(len(self.general), size=min(c.general_rows, len(self.general)))
-        rows = [self.general[k] for k in picks]
-        n_tokens = sum(len(a) for _, a in rows)
-        extra = np.full(len(rows), c.distill_weight * c.max_tokens / n_tokens)
-        return (
-            [*prompts, *(p for p, _ in rows)],
-            [*targets, *(a for _, a in rows)],
-            np.concatenate([weights, extra]),
-        )
-
 
 def _step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7919 + 17) % (2**31)
 
 
 def _step_row(
-    trainer, rollout, phase, tau, lam, new_lam, j_c, loss, n_help, collapsed, seconds_grad, seconds
-) -> dict:
+    trainer, rollout, phase, tau, lam, new_lam, j_c, loss, kl, n_help, collapsed, seconds_grad,
+    seconds,
+) -> dict:  # fmt: skip
     n = len(rollout.scores)
     sample_s = rollout.seconds["sample"]
     return {
@@ -372,6 +385,7 @@ def _step_row(
         "mean_reward": float(np.mean(rollout.rewards)),
         "accuracy": sum(rollout.correct) / n,
         "loss": loss,
+        "kl": kl,
         "n_help": n_help,
         "n_cloud_calls": len(rollout.cloud_calls),
         "seconds": seconds,

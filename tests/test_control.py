@@ -51,10 +51,11 @@ def simulate(
     n_prompts: int = N_PROMPTS,
     cap: float = float("inf"),
     g: int = G,
+    kl: float = 0.0,
 ) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     lam = min(lam, cap)
-    theta = np.zeros(2)
+    theta = np.zeros(2)  # also the KL term's anchor
     detector = CollapseDetector(window=WINDOW)
     ratios, lams, n_help, flags = [], [], [], []
     for step in range(steps):
@@ -67,7 +68,10 @@ def simulate(
         costs = ALPHA_C * asks  # eq. 14
         w = sample_weights(rewards, costs, lam, g)
         # loss = -sum_i w_i log pi(d_i); d log pi(d)/d logit = d - p for a Bernoulli.
-        theta = theta + lr * features.T @ (w * (asks - p))
+        # kl * KL(p || p_anchor) per prompt, summed over the group as eq. 8 is (edgecl.regularize);
+        # d KL / d logit = p (1 - p) (logit - logit_anchor), and the anchor's logit is 0.
+        logit = features @ theta
+        theta = theta + lr * features.T @ (w * (asks - p) - kl / n_prompts * p * (1 - p) * logit)
         j_c = batch_cost_ratio(costs)
         lam = dual_update(lam, j_c, tau.at(step), eta, cap)
         ratios.append(j_c)

@@ -20,6 +20,7 @@ import numpy as np
 
 from edgecl.backends.base import Completion, LoraConfig
 from edgecl.backends.blas import preload_openblas
+from edgecl.backends.mlx_attention import decode_attention
 from edgecl.backends.mlx_loss import at_least_float32, lm_head, pack, pg_loss, token_logprobs
 from edgecl.backends.sampling import next_tokens
 from edgecl.errors import EdgeclError
@@ -167,7 +168,7 @@ class MLXModel:
         h = inner.embed_tokens(tokens)
         mask = cache[0].make_mask(1)  # (rows, 1, 1, keys): a row's left padding is masked out
         for layer, c in zip(inner.layers, cache):
-            h = h + _decode_attention(layer.self_attn, layer.input_layernorm(h), c, mask)
+            h = h + decode_attention(layer.self_attn, layer.input_layernorm(h), c, mask)
             h = h + layer.mlp(layer.post_attention_layernorm(h))
         return lm_head(self.model)(inner.norm(h))[:, -1, :]
 
@@ -221,6 +222,16 @@ class MLXModel:
             for m, scale in zip(layers, scales):
                 m.scale = scale
 
+    @contextmanager
+    def adapter_weights(self, weights: dict[str, mx.array]) -> Iterator[None]:
+        """The adapter `weights` (name -> array, as trainable() gives) while inside."""
+        current = self.trainable()
+        self.model.load_weights(list(weights.items()), strict=False)
+        try:
+            yield
+        finally:
+            self.model.load_weights(list(current.items()), strict=False)
+
     def set_optimizer(self, learning_rate: float) -> None:
         """A fresh Adam (the warm-up and DA-GRPO phases each start their own)."""
         self.optimizer = optim.Adam(learning_rate=learning_rate)
@@ -236,23 +247,29 @@ class MLXModel:
         normalizer: float,
         micro_batch: int = 8,
         world=None,
+        anchor=None,
     ) -> float:
         """One optimizer step on loss = -sum_i w_i * log pi(y_i | x_i) / normalizer.
 
         log pi(y_i | x_i) sums the log-probs of the completion's ids (never re-tokenised text).
+        `anchor` = (per-row anchor log-probs, per-row KL weights) adds a KL term (pg_loss).
         Micro-batches accumulate gradients so memory stays bounded on small machines. With a
         data-parallel `world` the gradients are summed over its ranks before the step.
         """
         if self.optimizer is None:
             raise EdgeclError("attach a LoRA adapter before training (attach_lora)")
-        loss, grads = self.policy_gradient(prompts, completions, weights, normalizer, micro_batch)
+        loss, grads = self.policy_gradient(
+            prompts, completions, weights, normalizer, micro_batch, anchor
+        )
         if world is not None:
             grads = world.sum_tree(grads)
         self.optimizer.update(self.model, grads)
         mx.eval(self.model.trainable_parameters(), self.optimizer.state)
         return loss
 
-    def policy_gradient(self, prompts, completions, weights, normalizer, micro_batch: int = 8):
+    def policy_gradient(
+        self, prompts, completions, weights, normalizer, micro_batch: int = 8, anchor=None
+    ):
         """(loss, gradient tree) of the policy-gradient loss, without stepping."""
         self.model.train()
         loss_and_grad = nn.value_and_grad(self.model, pg_loss)
@@ -261,7 +278,14 @@ class MLXModel:
             end = start + micro_batch
             batch = pack(prompts[start:end], completions[start:end])
             w = mx.array(np.asarray(weights[start:end], dtype=np.float32))
-            loss, g = loss_and_grad(self.model, *batch, w, float(normalizer))
+            part = None
+            if anchor is not None:
+                rows, span = anchor[0][start:end], batch[3].shape[1]
+                padded = np.zeros((len(rows), span), dtype=np.float32)
+                for i, row in enumerate(rows):
+                    padded[i, : len(row)] = row
+                part = (mx.array(padded), mx.array(np.asarray(anchor[1][start:end], np.float32)))
+            loss, g = loss_and_grad(self.model, *batch, w, float(normalizer), part)
             grads = g if grads is None else tree_map(mx.add, grads, g)
             mx.eval(loss, grads)
             total += loss.item()
@@ -322,6 +346,10 @@ class MLXModel:
         shutil.rmtree(old, ignore_errors=True)
         return directory
 
+    def adapter_file_weights(self, directory: str | Path) -> dict[str, mx.array]:
+        """The adapter weights saved in `directory`, as trainable() names them."""
+        return mx.load(str(Path(directory) / ADAPTER_WEIGHTS))
+
     def load_adapter(self, directory: str | Path, learning_rate: float = 1e-4) -> dict:
         """Attach the adapter saved in `directory` (and its optimizer state); returns its config."""
         directory = Path(directory).expanduser()
@@ -363,22 +391,6 @@ def read_adapter_config(directory: Path) -> dict:
 
 def _to_float32(p: mx.array) -> mx.array:
     return p.astype(mx.float32) if mx.issubdtype(p.dtype, mx.floating) else p
-
-
-def _decode_attention(attn: nn.Module, x: mx.array, cache, mask: mx.array) -> mx.array:
-    """mlx-lm's llama attention for one query per row, as grouped matmuls over the cache: on the
-    CPU, MLX's `scaled_dot_product_attention` takes 3.3 ms a layer at 32 rows x 300 keys here,
-    these 2.2 ms (`python benchmarks/profile.py`, its `op` lines)."""
-    rows, n_heads, n_kv, dim = x.shape[0], attn.n_heads, attn.n_kv_heads, attn.head_dim
-    q = attn.rope(attn.q_proj(x).reshape(rows, 1, n_heads, dim).swapaxes(1, 2), offset=cache.offset)
-    k = attn.rope(attn.k_proj(x).reshape(rows, 1, n_kv, dim).swapaxes(1, 2), offset=cache.offset)
-    v = attn.v_proj(x).reshape(rows, 1, n_kv, dim).swapaxes(1, 2)
-    keys, values = cache.update_and_fetch(k, v)
-    # Query head h reads key head h // (n_heads / n_kv), as in grouped-query attention.
-    scores = (q.reshape(rows, n_kv, n_heads // n_kv, dim) * attn.scale) @ keys.swapaxes(-1, -2)
-    scores = mx.where(mask, scores, -mx.inf)
-    out = mx.softmax(scores, axis=-1, precise=True) @ values
-    return attn.o_proj(out.reshape(rows, 1, n_heads * dim))
 
 
 def _stop_hit(tokenizer, tail: list[int], stop: Sequence[str]) -> str | None:

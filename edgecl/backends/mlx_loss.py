@@ -104,6 +104,15 @@ def at_least_float32(x: mx.array) -> mx.array:
     return x.astype(mx.float32) if x.dtype in (mx.float16, mx.bfloat16) else x
 
 
-def pg_loss(model, prefix, inputs, positions, targets, mask, weights, normalizer):
-    sequence_lp = (token_logprobs(model, prefix, inputs, positions, targets) * mask).sum(axis=1)
-    return -(weights * sequence_lp).sum() / normalizer
+def pg_loss(model, prefix, inputs, positions, targets, mask, weights, normalizer, anchor=None):
+    """-sum_i w_i log pi(y_i) / normalizer, plus, with `anchor` = (per-token log-probs of the
+    same targets under the anchor adapter, per-row KL weights), sum_i k_i KL_i / normalizer:
+    KL_i sums the k3 estimate exp(d) - d - 1, d = log pi_anchor - log pi, over row i's tokens
+    (non-negative, unbiased for KL(pi || pi_anchor) on samples from pi)."""
+    lp = token_logprobs(model, prefix, inputs, positions, targets)
+    loss = -(weights * (lp * mask).sum(axis=1)).sum()
+    if anchor is not None:
+        anchor_lp, kl_weights = anchor
+        d = mx.clip(mx.where(mask > 0, anchor_lp - lp, 0.0), -20.0, 20.0)  # exp() stays finite
+        loss = loss + (kl_weights * (mx.exp(d) - d - 1.0).sum(axis=1)).sum()
+    return loss / normalizer
