@@ -20,14 +20,38 @@ import json
 import sys
 import time
 
+import numpy as np
+
 from edgecl.backends.base import LoraConfig
 from edgecl.backends.mlx_backend import MLXModel
 from edgecl.cloud import make_cloud
 from edgecl.config import Phase, TrainConfig
-from edgecl.evaluate import evaluate
+from edgecl.core.protocol import STOP_STRINGS, build_messages, parse_response
+from edgecl.evaluate import auroc, evaluate
 from edgecl.models.registry import resolve_model
 from edgecl.tasks.registry import get_task
 from edgecl.warmup import phase0, probe
+
+
+def sampled_help(model, task, rows: list[dict], k: int, max_tokens: int) -> dict:
+    """How often k samples at T=1 ask for help on each eval item, on the items the greedy model
+    would fail locally and on those it would solve; and the AUROC of that rate for failing."""
+    by_id = {item.id: item for item in task.items("eval")}
+    items = [by_id[r["id"]] for r in rows]
+    prompts = [model.chat_ids(build_messages(task.kind, it.question, it.choices)) for it in items]
+    outs = model.sample(prompts, k, max_tokens, 1.0, stop=STOP_STRINGS, seed=3)
+    asks = [parse_response(o.text, task.kind, truncated=o.truncated).requests_help for o in outs]
+    rates = [float(np.mean(asks[i * k : (i + 1) * k])) for i in range(len(items))]
+    fail = [r["would_fail"] for r in rows]
+    on = {f: [x for x, y in zip(rates, fail) if y == f] for f in (True, False)}
+    return {
+        "k": k,
+        "help_on_would_fail": float(np.mean(on[True])) if on[True] else None,
+        "help_on_would_solve": float(np.mean(on[False])) if on[False] else None,
+        "n_fail": len(on[True]),
+        "n_solve": len(on[False]),
+        "auroc": auroc(rates, fail),
+    }
 
 
 def main() -> None:
@@ -39,6 +63,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=48, help="probe items after the warm-up")
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--task", default="math")
+    parser.add_argument("--k", type=int, default=8, help="samples per eval item at T=1")
     args = parser.parse_args()
 
     config = TrainConfig(
@@ -65,6 +90,7 @@ def main() -> None:
     report = evaluate(model, tasks[0], cloud, max_tokens=args.max_tokens)
     fails = [r for r in report["items"] if r["would_fail"]]
     solves = [r for r in report["items"] if not r["would_fail"]]
+    sampled = sampled_help(model, tasks[0], report["items"], args.k, args.max_tokens)
     print(
         json.dumps(
             {
@@ -81,6 +107,7 @@ def main() -> None:
                 "eval_help_on_would_solve": f"{sum(r['help'] for r in solves)}/{len(solves)}",
                 "eval_help_auroc": report["help_auroc"],
                 "eval_help_auroc_greedy": report["help_auroc_greedy"],
+                "eval_sampled_help": sampled,
                 "eval_levels": report["levels"],
             }
         )
