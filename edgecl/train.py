@@ -34,7 +34,7 @@ from edgecl.core.dual import (
 )
 from edgecl.errors import EdgeclError
 from edgecl.interrupts import interrupts, nothing
-from edgecl.regularize import anchor_logprobs, distill_rows, k3_sum
+from edgecl.regularize import distill_rows
 from edgecl.retention import base_answers
 from edgecl.rollout import PaidAnswers, Rollout, collect, merge
 from edgecl.store import Store, now
@@ -305,23 +305,18 @@ class Trainer:
             rows = [k for k, o in enumerate(rollout.completions) if o.prompt_index in mine]
             prompts = [rollout.prompt_ids[rollout.completions[k].prompt_index] for k in rows]
             targets = [rollout.completions[k].token_ids for k in rows]
-            w, anchor = weights[rows], None
-            if self.anchor is not None:
-                ref = anchor_logprobs(self.model, self.anchor, prompts, targets, c.micro_batch)
-                own = [rollout.completions[k].logprobs for k in rows]  # pi before this update
-                total, n = self.world.sum([sum(map(k3_sum, ref, own)), sum(map(len, own))])
-                kl = float(total / max(n, 1))  # mean per-token KL to the anchor
-                anchor = (ref, [c.kl_coef / len(rollout.items)] * len(rows))  # like eq. 8's sum
-            if self.world.is_main:  # self-distillation rows: no KL term
+            w, k = weights[rows], [c.kl_coef / len(rollout.items)] * len(rows)  # like eq. 8
+            if self.world.is_main:  # self-distillation rows, without a KL term
                 more = distill_rows(c, self.general, self.state.step)
-                prompts, targets, w = [*prompts, *more[0]], [*targets, *more[1]], np.r_[w, more[2]]
-                if anchor is not None:
-                    pad = len(more[1])
-                    anchor = ([*anchor[0], *[[]] * pad], [*anchor[1], *[0.0] * pad])
+                prompts, targets = [*prompts, *more[0]], [*targets, *more[1]]
+                w, k = np.r_[w, more[2]], [*k, *[0.0] * len(more[1])]
+            anchor = None if self.anchor is None else (self.anchor, k)
             loss = self.model.policy_gradient_step(
                 prompts, targets, w, c.max_tokens, c.micro_batch, world=self.world, anchor=anchor
             )
             loss = float(self.world.sum([loss])[0])
+            if anchor is not None:  # mean per-token KL to the anchor, over all ranks' samples
+                kl = float(self.world.sum([self.model.anchor_kl])[0]) / self.world.size
         seconds_grad = time.perf_counter() - start
         j_c = batch_cost_ratio(rollout.costs)
         new_lam = dual_update(lam, j_c, tau, c.dual_lr, LAMBDA_MAX)

@@ -27,6 +27,10 @@ def main(model_dir: str, task_file: str, out_dir: str) -> None:
         run_name="dp", phases=[Phase(task_file, "0.2", 3)], batch_size=4, group_size=4,
         max_tokens=40, lr=5e-3, dual_lr=0.5, seed=3, lora_rank=4, lora_alpha=8,
         warmup_steps=0,  # the model already asks on the items labelled hard
+        # No KL anchor: at a fresh LoRA (lora_b = 0) the anchor's gradient on lora_a is float
+        # noise that depends on how rows are split into micro-batches, and Adam turns noise into
+        # full steps of either sign, so 1 and 2 ranks would no longer sample the same tokens.
+        kl_coef=0.0,
     )  # fmt: skip
     world = World.init()
     rows = []

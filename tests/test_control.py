@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecl.config import Phase, TrainConfig
 from edgecl.core.advantages import sample_weights
 from edgecl.core.dual import (
     DUAL_LR,
@@ -27,6 +28,7 @@ from edgecl.core.dual import (
 )
 from edgecl.core.rewards import ALPHA_A, ALPHA_C
 
+KL_COEF = TrainConfig(run_name="x", phases=[Phase("math", "0.3", 1)]).kl_coef
 P_CLOUD = 0.95
 N_PROMPTS, G = 64, 8
 POLICY_LR = 2.0  # healthy
@@ -68,10 +70,9 @@ def simulate(
         costs = ALPHA_C * asks  # eq. 14
         w = sample_weights(rewards, costs, lam, g)
         # loss = -sum_i w_i log pi(d_i); d log pi(d)/d logit = d - p for a Bernoulli.
-        # kl * KL(p || p_anchor) per prompt, summed over the group as eq. 8 is (edgecl.regularize);
-        # d KL / d logit = p (1 - p) (logit - logit_anchor), and the anchor's logit is 0.
-        logit = features @ theta
-        theta = theta + lr * features.T @ (w * (asks - p) - kl / n_prompts * p * (1 - p) * logit)
+        # kl * KL(p_anchor || p) per sample, summed over the group and averaged over prompts as
+        # eq. 8 is (edgecl.regularize); d KL / d logit = p - p_anchor, the anchor's p is 1/2.
+        theta = theta + lr * features.T @ (w * (asks - p) - kl / n_prompts * (p - 0.5))
         j_c = batch_cost_ratio(costs)
         lam = dual_update(lam, j_c, tau.at(step), eta, cap)
         ratios.append(j_c)
@@ -127,19 +128,29 @@ def test_too_large_policy_step_collapses_and_the_detector_flags_it():
     assert abs(healthy["ratio"][-50:].mean() - 0.3) < 0.05
 
 
+def test_the_kl_anchor_brings_a_collapsed_policy_back():
+    """The same too-large step with the trainer's KL anchor (KL(p_anchor || p), weight
+    KL_COEF): the help probability is pulled back toward the anchor's even from near 0, so
+    asking resumes once lambda falls, and the ratio settles near tau instead of at 0."""
+    run = simulate(TauSchedule.parse(0.3), STEPS, lam=2.0, lr=TOO_LARGE_LR, kl=KL_COEF)
+    assert not run["flags"].any()
+    assert abs(run["ratio"][-100:].mean() - 0.3) < 0.05
+
+
 def test_the_default_dual_step_binds_within_the_run():
-    """DUAL_LR with lambda capped at LAMBDA_MAX, at the real-model evidence runs' size (150 steps
-    of 4 prompts x G=4, where one step's J_c is noisy): from lambda_init 0 and 2, for tau 0.1
-    and 0.2, the ratio over the last 20% of steps is within 0.05 of tau on average over seeds
-    (within 0.1 in every seed) and lambda stays in [0, LAMBDA_MAX]. The paper's 0.01 and a
-    step that crosses the range over the run (8 / T) do not get there in 150 steps."""
+    """DUAL_LR with lambda capped at LAMBDA_MAX and the trainer's KL anchor, at the real-model
+    evidence runs' size (150 steps of 4 prompts x G=4, where one step's J_c is noisy): from
+    lambda_init 0 and 2, for tau 0.1 and 0.2, the ratio over the last 20% of steps is within
+    0.05 of tau on average over seeds (within 0.1 in every seed) and lambda stays in
+    [0, LAMBDA_MAX]. Without the anchor, the paper's 0.01 and a step that crosses the range
+    over the run (8 / T) do not get there in 150 steps."""
     steps, tail = 150, 30
 
-    def tails(tau: float, lam_init: float, eta: float) -> list[float]:
+    def tails(tau: float, lam_init: float, eta: float, kl: float = KL_COEF) -> list[float]:
         runs = [
             simulate(
                 TauSchedule.parse(tau), steps, lam_init, SMALL_BATCH_LR, seed=seed, eta=eta,
-                n_prompts=4, cap=LAMBDA_MAX, g=4,
+                n_prompts=4, cap=LAMBDA_MAX, g=4, kl=kl,
             )
             for seed in range(4)
         ]  # fmt: skip
@@ -152,4 +163,4 @@ def test_the_default_dual_step_binds_within_the_run():
             assert abs(np.mean(got) - tau) < 0.05, (tau, lam_init, got)
             assert max(abs(x - tau) for x in got) < 0.1, (tau, lam_init, got)
     for slow in (0.01, 8 / steps):
-        assert abs(np.mean(tails(0.1, 0.0, slow)) - 0.1) > 0.05  # overshoots, or never arrives
+        assert abs(np.mean(tails(0.1, 0, slow, kl=0)) - 0.1) > 0.05  # overshoots, or too slow

@@ -13,7 +13,7 @@ import mlx.nn as nn  # noqa: E402
 def decode_attention(attn: nn.Module, x: mx.array, cache, mask: mx.array) -> mx.array:
     """mlx-lm's llama attention for one query per row, as grouped matmuls over the cache: on the
     CPU, MLX's `scaled_dot_product_attention` takes 3.3 ms a layer at 32 rows x 300 keys here,
-    these 2.2 ms (`python benchmarks/profile.py`, its `op` lines)."""
+    these 2.2 ms (`python benchmarks/profile_step.py`, its `op` lines)."""
     rows, n_heads, n_kv, dim = x.shape[0], attn.n_heads, attn.n_kv_heads, attn.head_dim
     q = attn.rope(attn.q_proj(x).reshape(rows, 1, n_heads, dim).swapaxes(1, 2), offset=cache.offset)
     k = attn.rope(attn.k_proj(x).reshape(rows, 1, n_kv, dim).swapaxes(1, 2), offset=cache.offset)

@@ -11,17 +11,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from edgecl.backends.adapter_files import (
+    ADAPTER_WEIGHTS,
+    OPTIMIZER_STATE,
+    read_adapter_config,
+    write_adapter,
+)
 from edgecl.backends.base import Completion, LoraConfig
 from edgecl.backends.blas import preload_openblas
 from edgecl.backends.mlx_attention import decode_attention
-from edgecl.backends.mlx_loss import at_least_float32, lm_head, pack, pg_loss, token_logprobs
+from edgecl.backends.mlx_loss import (
+    anchored_pg_loss,
+    at_least_float32,
+    lm_head,
+    pack,
+    pg_loss,
+    position_logprobs,
+    token_logprobs,
+)
 from edgecl.backends.sampling import next_tokens
 from edgecl.errors import EdgeclError
 
@@ -34,10 +47,6 @@ from mlx.utils import tree_flatten, tree_map, tree_unflatten  # noqa: E402
 from mlx_lm.models.cache import BatchKVCache  # noqa: E402
 from mlx_lm.tuner.utils import linear_to_lora_layers  # noqa: E402
 from mlx_lm.utils import load as mlx_lm_load  # noqa: E402
-
-ADAPTER_WEIGHTS = "adapters.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
-OPTIMIZER_STATE = "optimizer.safetensors"
 
 
 class MLXModel:
@@ -52,6 +61,7 @@ class MLXModel:
         self.eos_ids = set(tokenizer.eos_token_ids)
         self.lora: LoraConfig | None = None
         self.optimizer: optim.Optimizer | None = None
+        self.anchor_kl: float | None = None  # the last anchored step's mean per-token KL
         # Decoding takes `_decode`'s faster path for mlx-lm's llama (no sliding-window layers).
         self._llama_like = type(model).__module__ == "mlx_lm.models.llama" and not any(
             layer.use_sliding for layer in model.model.layers
@@ -252,7 +262,8 @@ class MLXModel:
         """One optimizer step on loss = -sum_i w_i * log pi(y_i | x_i) / normalizer.
 
         log pi(y_i | x_i) sums the log-probs of the completion's ids (never re-tokenised text).
-        `anchor` = (per-row anchor log-probs, per-row KL weights) adds a KL term (pg_loss).
+        `anchor` = (adapter weights, per-row KL weights k_i) adds sum_i k_i KL_i / normalizer
+        (mlx_loss.anchored_pg_loss); `anchor_kl` is then the mean per-token KL before the step.
         Micro-batches accumulate gradients so memory stays bounded on small machines. With a
         data-parallel `world` the gradients are summed over its ranks before the step.
         """
@@ -272,23 +283,29 @@ class MLXModel:
     ):
         """(loss, gradient tree) of the policy-gradient loss, without stepping."""
         self.model.train()
-        loss_and_grad = nn.value_and_grad(self.model, pg_loss)
-        total, grads = 0.0, None
+        loss_fn = pg_loss if anchor is None else anchored_pg_loss
+        loss_and_grad = nn.value_and_grad(self.model, loss_fn)
+        total, kl, grads = 0.0, 0.0, None
         for start in range(0, len(completions), micro_batch):
             end = start + micro_batch
             batch = pack(prompts[start:end], completions[start:end])
             w = mx.array(np.asarray(weights[start:end], dtype=np.float32))
-            part = None
+            extra = ()
             if anchor is not None:
-                rows, span = anchor[0][start:end], batch[3].shape[1]
-                padded = np.zeros((len(rows), span), dtype=np.float32)
-                for i, row in enumerate(rows):
-                    padded[i, : len(row)] = row
-                part = (mx.array(padded), mx.array(np.asarray(anchor[1][start:end], np.float32)))
-            loss, g = loss_and_grad(self.model, *batch, w, float(normalizer), part)
+                with self.adapter_weights(anchor[0]):
+                    ref = mx.stop_gradient(position_logprobs(self.model, *batch[:3]))
+                    mx.eval(ref)
+                extra = (ref, mx.array(np.asarray(anchor[1][start:end], dtype=np.float32)))
+            loss, g = loss_and_grad(self.model, *batch, w, float(normalizer), *extra)
+            if anchor is not None:
+                loss, part = loss
+                kl += part.item()
             grads = g if grads is None else tree_map(mx.add, grads, g)
             mx.eval(loss, grads)
             total += loss.item()
+        if anchor is not None:
+            n = sum(len(c) for c, k in zip(completions, anchor[1]) if k > 0)
+            self.anchor_kl = kl / max(n, 1)
         self.model.eval()
         return total, grads
 
@@ -308,15 +325,6 @@ class MLXModel:
         """Write adapter weights, config and optimizer state; atomic (a crash keeps the old one)."""
         if self.lora is None:
             raise EdgeclError("no LoRA adapter attached: nothing to save")
-        directory = Path(directory)
-        tmp = directory.with_name(directory.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        mx.save_safetensors(str(tmp / ADAPTER_WEIGHTS), self.trainable())
-        if self.optimizer is not None:
-            mx.save_safetensors(
-                str(tmp / OPTIMIZER_STATE), dict(tree_flatten(self.optimizer.state))
-            )
         config = {
             "fine_tune_type": "lora",
             "num_layers": self.lora.num_layers,
@@ -337,14 +345,8 @@ class MLXModel:
             ),
             **(extra or {}),
         }
-        (tmp / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
-        old = directory.with_name(directory.name + ".old")
-        if directory.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            directory.rename(old)
-        tmp.rename(directory)
-        shutil.rmtree(old, ignore_errors=True)
-        return directory
+        state = dict(tree_flatten(self.optimizer.state)) if self.optimizer is not None else None
+        return write_adapter(Path(directory), self.trainable(), state, config)
 
     def adapter_file_weights(self, directory: str | Path) -> dict[str, mx.array]:
         """The adapter weights saved in `directory`, as trainable() names them."""
@@ -378,15 +380,6 @@ class MLXModel:
             self.optimizer.state = tree_unflatten(list(state.items()))
         mx.eval(self.model.parameters())
         return config
-
-
-def read_adapter_config(directory: Path) -> dict:
-    path = directory / ADAPTER_CONFIG
-    if not path.is_file() or not (directory / ADAPTER_WEIGHTS).is_file():
-        raise EdgeclError(
-            f"{directory} is not an edgecl adapter (needs {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS})"
-        )
-    return json.loads(path.read_text())
 
 
 def _to_float32(p: mx.array) -> mx.array:

@@ -80,8 +80,15 @@ class SharedPrefixCache:
 
 
 def token_logprobs(model, prefix, inputs, positions, targets):
-    """log pi(target | prefix) at the given positions; only those positions go through the
-    vocabulary projection (the prompt's logits are never needed, and they dominate memory)."""
+    """log pi(target | prefix) at the given positions."""
+    logprobs = position_logprobs(model, prefix, inputs, positions)
+    return mx.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
+
+
+def position_logprobs(model, prefix, inputs, positions):
+    """log pi(. | prefix) over the vocabulary at the given positions; only those positions go
+    through the vocabulary projection (the prompt's logits are never needed, and they dominate
+    memory)."""
     if prefix.shape[1]:
         cache = [SharedPrefixCache() for _ in model.layers]
         model.model(prefix, cache=cache)  # only its keys and values are used
@@ -90,8 +97,7 @@ def token_logprobs(model, prefix, inputs, positions, targets):
         hidden = model.model(inputs)
     hidden = mx.take_along_axis(hidden, positions[..., None], axis=1)
     logits = at_least_float32(lm_head(model)(hidden))
-    logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-    return mx.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
+    return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
 
 
 def lm_head(model):
@@ -104,15 +110,21 @@ def at_least_float32(x: mx.array) -> mx.array:
     return x.astype(mx.float32) if x.dtype in (mx.float16, mx.bfloat16) else x
 
 
-def pg_loss(model, prefix, inputs, positions, targets, mask, weights, normalizer, anchor=None):
-    """-sum_i w_i log pi(y_i) / normalizer, plus, with `anchor` = (per-token log-probs of the
-    same targets under the anchor adapter, per-row KL weights), sum_i k_i KL_i / normalizer:
-    KL_i sums the k3 estimate exp(d) - d - 1, d = log pi_anchor - log pi, over row i's tokens
-    (non-negative, unbiased for KL(pi || pi_anchor) on samples from pi)."""
-    lp = token_logprobs(model, prefix, inputs, positions, targets)
-    loss = -(weights * (lp * mask).sum(axis=1)).sum()
-    if anchor is not None:
-        anchor_lp, kl_weights = anchor
-        d = mx.clip(mx.where(mask > 0, anchor_lp - lp, 0.0), -20.0, 20.0)  # exp() stays finite
-        loss = loss + (kl_weights * (mx.exp(d) - d - 1.0).sum(axis=1)).sum()
-    return loss / normalizer
+def pg_loss(model, prefix, inputs, positions, targets, mask, weights, normalizer):
+    sequence_lp = (token_logprobs(model, prefix, inputs, positions, targets) * mask).sum(axis=1)
+    return -(weights * sequence_lp).sum() / normalizer
+
+
+def anchored_pg_loss(
+    model, prefix, inputs, positions, targets, mask, weights, normalizer, anchor, kl_weights
+):
+    """pg_loss plus sum_i k_i KL_i / normalizer, with KL_i the sum over row i's positions of
+    KL(pi_anchor || pi) over the whole vocabulary, `anchor` the anchor's log-probs there
+    (position_logprobs). Unlike a KL estimated on the sampled tokens, its pull toward a token the
+    anchor likes does not vanish as pi's probability of it goes to 0. Returns (loss, the summed
+    KL of the rows with k_i > 0)."""
+    logprobs = position_logprobs(model, prefix, inputs, positions)
+    lp = mx.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
+    kl = ((mx.exp(anchor) * (anchor - logprobs)).sum(axis=-1) * mask).sum(axis=1)
+    loss = -(weights * (lp * mask).sum(axis=1)).sum() + (kl_weights * kl).sum()
+    return loss / normalizer, (kl * (kl_weights > 0)).sum()

@@ -1,7 +1,7 @@
 """Drawing the next token from logits, in numpy: the sampler's per-token hot path.
 
 In numpy because MLX's CPU exp is scalar, 27x slower than numpy's on x86
-(benchmarks/profile.py), and this runs on 32 x 49152 logits per decoded token.
+(benchmarks/profile_step.py), and this runs on 32 x 49152 logits per decoded token.
 """
 
 from __future__ import annotations

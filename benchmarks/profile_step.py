@@ -1,7 +1,7 @@
 """Where a decode step and an update spend their time, against this box's GEMM rate (one run).
 
-    python benchmarks/profile.py                    # batch 32, context 300, micro-batch 8 x 64
-    python benchmarks/profile.py --batch 8 --lora   # with a rank-8 LoRA attached, as in training
+    python benchmarks/profile_step.py                 # batch 32, context 300, micro-batch 8 x 64
+    python benchmarks/profile_step.py --batch 8 --lora  # a rank-8 LoRA attached, as in training
 
 Decode: a whole step (forward, token choice, the token back to Python) through mlx-lm's forward
 with sampling in MLX, and through edgecl's sampler; then each module call of mlx-lm's forward
