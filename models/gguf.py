@@ -146,7 +146,13 @@ def llama_config(meta: dict) -> dict:
 
 
 def _dequantize(tensors: dict, name: str, in_dim: int | None):
-    """A float32 numpy array for tensor `name` (plain or MLX-quantized weight/scales/biases)."""
+    """A float32 numpy array for tensor `name` (plain or MLX-quantized weight/scales/biases).
+
+    4- and 8-bit groups are unpacked in numpy, one rounding per operation, so the weights (and
+    the model fingerprint that adapters and stored warm-ups are keyed on) come out bit for bit
+    the same on every machine; `mx.dequantize` on a GPU rounds differently (seen: a CUDA box
+    gave another fingerprint for the same GGUF, so the warm-up made here was not reused there).
+    """
     import mlx.core as mx
 
     w = tensors[f"{name}.weight"] if f"{name}.weight" in tensors else tensors[name]
@@ -155,8 +161,17 @@ def _dequantize(tensors: dict, name: str, in_dim: int | None):
         return np.array(w.astype(mx.float32))
     group = in_dim // scales.shape[-1]
     bits = w.shape[-1] * 32 // in_dim
-    out = mx.dequantize(w, scales, tensors[f"{name}.biases"], group_size=group, bits=bits)
-    return np.array(out.astype(mx.float32))
+    biases = tensors[f"{name}.biases"]
+    if bits not in (4, 8):
+        out = mx.dequantize(w, scales, biases, group_size=group, bits=bits, stream=mx.cpu)
+        return np.array(out.astype(mx.float32))
+    packed = np.array(w).view(np.uint8)  # little-endian: the low bits of a word come first
+    if bits == 4:
+        packed = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(*packed.shape[:-1], -1)
+    q = packed.astype(np.float32).reshape(*scales.shape, group)
+    scale = np.array(scales.astype(mx.float32))[..., None]
+    bias = np.array(biases.astype(mx.float32))[..., None]
+    return (q * scale + bias).reshape(*scales.shape[:-1], in_dim)
 
 
 def build_tokenizer(meta: dict):

@@ -93,3 +93,30 @@ def _gguf_with_arch(path, arch):
     writer.write_tensors_to_file()
     writer.close()
     return out
+
+
+def test_dequantize_is_plain_float32_arithmetic():
+    """4- and 8-bit groups: q * scale + bias in float32 numpy, one rounding per operation (the
+    same bits on every machine; MLX's own dequantize rounds a float16 scale's product in float16
+    and differs between CPU and GPU), which is what llama.cpp computes for Q4_1 / Q8_0."""
+    import mlx.core as mx
+    import numpy as np
+
+    from edgecl.models.gguf import _dequantize
+
+    rng = np.random.default_rng(0)
+    for bits in (4, 8):
+        q = rng.integers(0, 2**bits, size=(3, 64))
+        scales = rng.normal(0, 0.1, (3, 2)).astype(np.float16)
+        biases = rng.normal(0, 0.1, (3, 2)).astype(np.float16)
+        packed = np.zeros((3, 64 * bits // 32), dtype=np.uint32)
+        per_word = 32 // bits
+        for k in range(64):  # the low bits of a word hold the first value
+            packed[:, k // per_word] |= q[:, k].astype(np.uint32) << (bits * (k % per_word))
+        tensors = {"t.weight": mx.array(packed), "t.scales": mx.array(scales),
+                   "t.biases": mx.array(biases)}  # fmt: skip
+        got = _dequantize(tensors, "t", 64)
+        want = q.reshape(3, 2, 32).astype(np.float32) * scales.astype(np.float32)[..., None]
+        want = (want + biases.astype(np.float32)[..., None]).reshape(3, 64)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
