@@ -45,34 +45,16 @@ def chat(
     price_per_1k: float = typer.Option(0.0, min=0, help="Cloud price per 1000 tokens."),
 ) -> None:
     """Chat with the local model, with budgeted help from the cloud."""
-    from edgecl import learner as learners
-    from edgecl.budget import Caps, CloudBudget
-    from edgecl.chat import ChatSession
-    from edgecl.cloud import make_cloud
-    from edgecl.generation import load_engine
-    from edgecl.store import Store
+    from edgecl.budget import Caps
+    from edgecl.chat import open_session
 
     if as_json and once is None:
         raise EdgeclError("--json needs --once TEXT")
-    store = Store()
-    me = learners.load(store, learner)
-    adapter = None if base or me is None else learners.version_path(me)
-    if cloud is not None and not cloud.startswith("openai"):
-        raise EdgeclError(f"chat needs a real cloud: --cloud openai:MODEL, not {cloud!r}")
-    the_cloud = make_cloud(cloud, base_url=cloud_url, api_key_env=cloud_key_env) if cloud else None
     caps = Caps(calls_per_day, tokens_per_day, spend_per_day, price_per_1k)
-    threshold = None if adapter is None else learners.calibrated_threshold(me, budget)
-    if threshold is not None and backend is not Backend.mlx:
-        typer.echo("(the calibrated threshold applies on --backend mlx only)", err=True)
-    session = ChatSession(
-        engine=load_engine(backend.value, model, adapter),
-        budget=CloudBudget(store, learner, budget, caps),
-        cloud=the_cloud,
-        store=None if no_log else store,
-        learner=learner,
-        max_tokens=max_tokens,
-        threshold=threshold,
-    )
+    session, adapter = open_session(
+        budget, cloud, cloud_url, cloud_key_env, backend.value, learner, base, model, max_tokens,
+        caps, log=not no_log,
+    )  # fmt: skip
     if once is not None:
         _once(session, once, as_json, show_steps)
         return

@@ -13,6 +13,7 @@ from edgecl.cli import (
     adapters,
     calibrate,
     chat,
+    daemon,
     eval,
     export,
     generate,
@@ -41,6 +42,7 @@ app.command("status")(status.status)
 app.command("chat")(chat.chat)
 app.command("calibrate")(calibrate.calibrate)
 app.add_typer(log.app, name="log")
+app.add_typer(daemon.app, name="daemon")
 
 
 def run() -> None:

@@ -43,6 +43,7 @@ class ChatSession:
     context_tokens: int = 2048
     cloud_enabled: bool = True
     threshold: float | None = None  # edgecl.calibration: P(help) a request needs to go out
+    source: str = "chat"  # who answers, in the exchange log: chat or daemon
     history: list[dict] = field(default_factory=list)
     stats: dict = field(default_factory=lambda: dict.fromkeys(
         ("turns", "help_requested", "cloud_calls", "local_fallbacks"), 0))  # fmt: skip
@@ -112,7 +113,7 @@ class ChatSession:
                          {"role": "assistant", "content": result.answer}]  # fmt: skip
         if self.store is not None:
             self.store.log_exchange(
-                {"source": "chat", "learner": self.learner, "prompt": text,
+                {"source": self.source, "learner": self.learner, "prompt": text,
                  "response": result.answer, "help": int(result.help_requested),
                  "cloud": int(result.cloud_called and result.cloud_text is not None),
                  "reason": result.reason}
@@ -120,3 +121,34 @@ class ChatSession:
 
     def reset(self) -> None:
         self.history.clear()
+
+
+def open_session(budget: float, cloud: str | None, cloud_url: str | None,
+                 cloud_key_env: str | None, backend: str, learner: str, base: bool,
+                 model: str | None, max_tokens: int, caps, log: bool = True,
+                 source: str = "chat") -> tuple[ChatSession, object]:  # fmt: skip
+    """A session on the learner's current adapter (None with `base`), and that adapter's path:
+    what `edgecl chat` and `edgecl daemon` answer with."""
+    from edgecl import learner as learners
+    from edgecl.cloud import make_cloud
+    from edgecl.errors import EdgeclError
+    from edgecl.generation import load_engine
+
+    store = Store()
+    me = learners.load(store, learner)
+    adapter = None if base or me is None else learners.version_path(me)
+    if cloud is not None and not cloud.startswith("openai"):
+        raise EdgeclError(f"answers need a real cloud: --cloud openai:MODEL, not {cloud!r}")
+    the_cloud = make_cloud(cloud, base_url=cloud_url, api_key_env=cloud_key_env) if cloud else None
+    threshold = None if adapter is None else learners.calibrated_threshold(me, budget)
+    session = ChatSession(
+        engine=load_engine(backend, model, adapter),
+        budget=CloudBudget(store, learner, budget, caps, source=source),
+        cloud=the_cloud,
+        store=store if log else None,
+        learner=learner,
+        max_tokens=max_tokens,
+        threshold=threshold if backend == "mlx" else None,
+        source=source,
+    )
+    return session, adapter

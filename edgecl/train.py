@@ -53,6 +53,7 @@ class TrainerState:
     warmup: dict | None = None  # what phase 0 did (None: not run yet)
     ratios: list = field(default_factory=list)  # J_c of the last RATIO_WINDOW steps
     start: str | None = None  # the learner's adapter version this run started from
+    kl: float = 0.0  # mean per-token KL to the anchor at the last update
 
 
 def run_dir(name: str) -> Path:
@@ -300,7 +301,10 @@ class Trainer:
         weights = self.weights(rollout, lam)
         start = time.perf_counter()
         loss, kl = 0.0, None
-        if np.any(weights != 0):  # no signal in any group: no update (Adam would still drift)
+        # No update without a signal: Adam would turn the float noise of zero weights into full
+        # steps. The anchor's pull is a signal once the policy has left it, so a collapsed
+        # policy whose groups are all alike still moves back toward it.
+        if np.any(weights != 0) or (self.anchor is not None and self.state.kl > 1e-6):
             mine = set(self.world.share(len(rollout.items)))  # each rank: its own samples
             rows = [k for k, o in enumerate(rollout.completions) if o.prompt_index in mine]
             prompts = [rollout.prompt_ids[rollout.completions[k].prompt_index] for k in rows]
@@ -317,6 +321,7 @@ class Trainer:
             loss = float(self.world.sum([loss])[0])
             if anchor is not None:  # mean per-token KL to the anchor, over all ranks' samples
                 kl = float(self.world.sum([self.model.anchor_kl])[0]) / self.world.size
+                self.state.kl = kl
         seconds_grad = time.perf_counter() - start
         j_c = batch_cost_ratio(rollout.costs)
         new_lam = dual_update(lam, j_c, tau, c.dual_lr, LAMBDA_MAX)

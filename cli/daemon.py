@@ -1,0 +1,133 @@
+"""`edgecl daemon`: the local model behind an OpenAI-compatible API, with budgeted offloading.
+
+edgecl daemon start --budget 0.3 --cloud openai:gpt-4o-mini   # 127.0.0.1:8745, in the background
+edgecl daemon status                                          # uptime, requests, cloud calls
+edgecl daemon logs -f
+edgecl daemon stop
+
+Clients use base_url http://127.0.0.1:8745/v1 and the token in DATA_DIR/daemon/token as API key
+(`edgecl daemon token` prints it). See edgecl/server.py for the API and its extensions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import typer
+
+from edgecl.cli.chat import Backend
+
+app = typer.Typer(help="Serve the local model to other apps (OpenAI API).", no_args_is_help=True)
+
+
+def run(
+    port: int = typer.Option(8745, help="Port on 127.0.0.1."),
+    budget: float = typer.Option(0.3, min=0.0, max=1.0, help="Cloud share of queries (tau)."),
+    cloud: str = typer.Option(None, help="openai:MODEL (none: always answer locally)."),
+    cloud_url: str = typer.Option(None, help="OpenAI-compatible base URL, e.g. .../v1."),
+    cloud_key_env: str = typer.Option(None, help="Env var holding the API key (never stored)."),
+    backend: Backend = typer.Option(Backend.mlx, help="mlx or llamacpp (GGUF + exported LoRA)."),
+    learner: str = typer.Option("default", help="Whose current adapter answers."),
+    model: str = typer.Option(None, help="Model name or path (default: bundled)."),
+    max_tokens: int = typer.Option(256, min=8, help="Longest answer a request may ask for."),
+    calls_per_day: int = typer.Option(None, min=0, help="Cap: cloud calls per UTC day."),
+    tokens_per_day: int = typer.Option(None, min=0, help="Cap: cloud tokens per UTC day."),
+    spend_per_day: float = typer.Option(None, min=0, help="Cap: money per UTC day."),
+    price_per_1k: float = typer.Option(0.0, min=0, help="Cloud price per 1000 tokens."),
+    queue: int = typer.Option(8, min=1, help="Requests that may wait for the model."),
+    max_body: int = typer.Option(1 << 20, min=1024, help="Largest request body in bytes."),
+) -> None:
+    """Serve in the foreground (what `start` runs in the background)."""
+    from edgecl import daemon
+    from edgecl.budget import Caps
+    from edgecl.chat import open_session
+    from edgecl.server import Answerer, create_app
+
+    caps = Caps(calls_per_day, tokens_per_day, spend_per_day, price_per_1k)
+
+    def session():
+        made, adapter = open_session(
+            budget, cloud, cloud_url, cloud_key_env, backend.value, learner, False, model,
+            max_tokens, caps, source="daemon",
+        )  # fmt: skip
+        print(f"edgecl daemon: {made.engine.name}, adapter {adapter or 'none (base model)'}, "
+              f"budget tau {budget:g}, cloud {cloud or 'none'}", flush=True)  # fmt: skip
+        return made
+
+    answerer = Answerer(session)
+    app_ = create_app(answerer, daemon.token(), max_body=max_body, queue=queue,
+                      max_tokens=max_tokens)  # fmt: skip
+    daemon.serve(app_, port)
+
+
+def start(
+    ctx: typer.Context,
+    port: int = typer.Option(8745, help="Port on 127.0.0.1."),
+) -> None:
+    """Start the daemon in the background (every `run` option applies: `start --budget 0.2`)."""
+    from edgecl import daemon
+
+    info = daemon.start(list(ctx.args), port)
+    typer.echo(f"edgecl daemon started: http://127.0.0.1:{info['port']}/v1 (pid {info['pid']}); "
+               "API key: edgecl daemon token")  # fmt: skip
+
+
+def stop() -> None:
+    """Stop the daemon (requests in flight finish first)."""
+    from edgecl import daemon
+
+    pid = daemon.stop()
+    typer.echo("no daemon was running" if pid is None else f"edgecl daemon stopped (pid {pid})")
+
+
+def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Uptime, requests, help requests and cloud answers, and the budget."""
+    from edgecl import daemon
+
+    info = daemon.status()
+    if as_json:
+        typer.echo(json.dumps(info))
+    elif not info["running"]:
+        typer.echo("the daemon is not running (edgecl daemon start)")
+    else:
+        typer.echo(f"edgecl daemon: pid {info['pid']}, http://127.0.0.1:{info['port']}/v1, "
+                   f"model {info['model']}, up {info['uptime_s']:.0f} s")  # fmt: skip
+        for key in ("requests_total", "help_requested_total", "cloud_answered_total",
+                    "errors_total", "budget_calls_today", "budget_bucket"):  # fmt: skip
+            if key in info:
+                typer.echo(f"  {key.removesuffix('_total').replace('_', ' ')}: {info[key]:g}")
+
+
+def logs(follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing.")) -> None:
+    """The daemon's log (its decisions, errors and start and stop)."""
+    from edgecl import daemon
+
+    path = daemon.home() / "daemon.log"
+    if not path.is_file():
+        typer.echo("no daemon log yet (edgecl daemon start)")
+        return
+    with path.open() as f:
+        typer.echo(f.read(), nl=False)
+        while follow:
+            line = f.readline()
+            if line:
+                typer.echo(line, nl=False)
+            else:
+                time.sleep(0.5)
+
+
+def token() -> None:
+    """Print the API key clients use (the daemon's bearer token)."""
+    from edgecl import daemon
+
+    typer.echo(daemon.token())
+
+
+app.command("run")(run)
+app.command("start", context_settings={"allow_extra_args": True,
+                                       "ignore_unknown_options": True})(start)  # fmt: skip
+app.command("stop")(stop)
+app.command("status")(status)
+app.command("logs")(logs)
+app.command("token")(token)
