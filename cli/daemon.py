@@ -44,6 +44,7 @@ def run(
     from edgecl.chat import open_session
     from edgecl.server import Answerer, create_app
 
+    lock = daemon.claim()  # before the model loads: a second daemon fails at once
     caps = Caps(calls_per_day, tokens_per_day, spend_per_day, price_per_1k)
 
     def session():
@@ -59,6 +60,7 @@ def run(
     app_ = create_app(answerer, daemon.token(), max_body=max_body, queue=queue,
                       max_tokens=max_tokens)  # fmt: skip
     daemon.serve(app_, port)
+    lock.close()
 
 
 def start(

@@ -56,12 +56,9 @@ def state() -> dict | None:
     return info
 
 
-def serve(app, port: int) -> None:
-    """Run `app` in this process until SIGTERM or Ctrl-C; refuses if another daemon holds the
-    data dir's lock."""
-    import uvicorn
-
-    lock = open(home() / "lock", "w")  # noqa: SIM115 (held until the process ends)
+def claim():
+    """This data dir's daemon lock (held until the process ends), or a one-line error."""
+    lock = open(home() / "lock", "w")  # noqa: SIM115
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -70,6 +67,13 @@ def serve(app, port: int) -> None:
             f"a daemon already runs on this data dir (pid {running.get('pid', '?')}): "
             "edgecl daemon stop, or set EDGECL_HOME to another data dir"
         ) from None
+    return lock
+
+
+def serve(app, port: int) -> None:
+    """Run `app` in this process until SIGTERM or Ctrl-C (after claim())."""
+    import uvicorn
+
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                             access_log=False, timeout_graceful_shutdown=30)  # fmt: skip
     server = uvicorn.Server(config)

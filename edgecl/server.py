@@ -28,6 +28,8 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from fastapi import Request  # at module level: FastAPI resolves annotations here
+
 from edgecl.core.protocol import TRIGGER
 
 UNSUPPORTED = (
@@ -120,7 +122,7 @@ class Answerer:
 def create_app(
     answerer: Answerer, token: str, max_body: int = 1 << 20, queue: int = 8, max_tokens: int = 512
 ):
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)

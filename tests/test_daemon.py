@@ -1,0 +1,126 @@
+"""`edgecl daemon`: the OpenAI-compatible server, driven by the real `openai` client, with
+offloading to a real local OpenAI-compatible server; its guards (token, Host, body size,
+unsupported parameters); and its life (start, status, one per data dir, logs, stop).
+
+.venv/bin/python -m pytest tests/test_daemon.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import httpx
+import pytest
+from conftest_server import free_port, llama_server  # noqa: F401
+from test_chat import asking_model, server_requests  # noqa: F401
+
+from conftest import run_cli
+from edgecl.core.protocol import TRIGGER
+from edgecl.server import split_response
+
+
+def test_split_response_hides_tags_and_half_triggers():
+    assert split_response("<think>\nStep 1: 3 + 4 = 7.\n</think>\n<answer>\\boxed{7}</answer>") == (
+        "Step 1: 3 + 4 = 7.",
+        "\\boxed{7}",
+    )
+    assert split_response("<think>\nStep 1: so") == ("Step 1: so", "")  # still thinking
+    assert split_response("<think>\nS\n</think>\n<answer>I need ext") == ("S", "")
+    assert split_response("Hello there.") == ("", "Hello there.")
+
+
+@pytest.fixture
+def daemon(asking_model, llama_server):  # noqa: F811
+    home = os.environ["EDGECL_HOME"]
+    port = free_port()
+    args = ["daemon", "start", "--port", str(port), "--model", str(asking_model),
+            "--cloud", "openai:smollm2", "--cloud-url", llama_server, "--budget", "1",
+            "--max-tokens", "48", "--max-body", "4096", "--calls-per-day", "2"]  # fmt: skip
+    started = run_cli(*args, home=home)
+    assert started.returncode == 0, started.stderr
+    token = run_cli("daemon", "token", home=home).stdout.strip()
+    yield {"home": home, "port": port, "token": token, "url": f"http://127.0.0.1:{port}"}
+    stopped = run_cli("daemon", "stop", home=home)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
+
+
+def test_a_real_openai_client_gets_plain_and_streamed_answers(daemon, llama_server):  # noqa: F811
+    from openai import OpenAI
+
+    client = OpenAI(base_url=daemon["url"] + "/v1", api_key=daemon["token"], max_retries=0)
+    assert len(client.models.list().data) == 1
+
+    before = server_requests(llama_server)
+    plain = client.chat.completions.create(
+        model="edgecl", messages=[{"role": "user", "content": "What is 3 + 4?"}]
+    )
+    ext = plain.model_extra["edgecl"]
+    assert ext["help_requested"] and ext["cloud_used"]  # the asking model, budget 1
+    content = plain.choices[0].message.content
+    assert content and "<answer>" not in content and TRIGGER not in content
+    assert server_requests(llama_server) == before + 1
+
+    # Local only: the help request is answered locally, and says why.
+    local = client.chat.completions.create(
+        model="edgecl", messages=[{"role": "user", "content": "What is 2 + 5?"}],
+        extra_body={"edgecl": {"local_only": True}},
+    )  # fmt: skip
+    ext = local.model_extra["edgecl"]
+    assert ext["help_requested"] and not ext["cloud_used"] and ext["local_fallback"]
+    assert "cloud is off" in ext["reason"]
+    assert server_requests(llama_server) == before + 1
+
+    # Streamed, with usage at the end; no piece of the trigger is ever shown.
+    chunks = list(client.chat.completions.create(
+        model="edgecl", messages=[{"role": "user", "content": "What is 1 + 6?"}],
+        stream=True, stream_options={"include_usage": True},
+    ))  # fmt: skip
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text and TRIGGER not in text and "<answer>" not in text
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+    finals = [c.model_extra.get("edgecl") for c in chunks if c.model_extra.get("edgecl")]
+    assert len(finals) == 1 and finals[0]["cloud_used"]  # the second call of the day's cap 2
+
+    # The cap of 2 calls a day is spent: the next help request is answered locally.
+    capped = client.chat.completions.create(
+        model="edgecl", messages=[{"role": "user", "content": "What is 4 + 4?"}]
+    )
+    assert not capped.model_extra["edgecl"]["cloud_used"]
+    assert "cap" in capped.model_extra["edgecl"]["reason"]
+    assert server_requests(llama_server) == before + 2
+
+    status = json.loads(run_cli("daemon", "status", "--json", home=daemon["home"]).stdout)
+    assert status["running"] and status["requests_total"] == 4
+    assert status["cloud_answered_total"] == 2 and status["budget_calls_today"] == 2
+
+
+def test_guards_token_host_size_parameters_and_one_daemon_per_data_dir(daemon, asking_model):  # noqa: F811
+    url, auth = daemon["url"], {"Authorization": f"Bearer {daemon['token']}"}
+    ask = {"model": "edgecl", "messages": [{"role": "user", "content": "What is 1 + 1?"}]}
+    no_token = httpx.post(url + "/v1/chat/completions", json=ask)
+    assert no_token.status_code == 401
+    assert no_token.json()["error"]["code"] == "invalid_api_key"
+    wrong_host = httpx.get(url + "/v1/models", headers={**auth, "Host": "evil.example:80"})
+    assert wrong_host.status_code == 421  # a DNS-rebinding page cannot reach it
+    big = {**ask, "messages": [{"role": "user", "content": "x" * 5000}]}
+    assert httpx.post(url + "/v1/chat/completions", json=big, headers=auth).status_code == 413
+    for extra in ({"tools": [{"type": "function", "function": {"name": "f"}}]}, {"n": 2}):
+        bad = httpx.post(url + "/v1/chat/completions", json={**ask, **extra}, headers=auth)
+        assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+    assert "access-control-allow-origin" not in {k.lower() for k in bad.headers}
+    health = httpx.get(url + "/health")  # no token needed
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    metrics = httpx.get(url + "/metrics", headers=auth).text
+    assert "edgecl_requests_total" in metrics
+
+    token_file = os.path.join(daemon["home"], "daemon", "token")
+    assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+
+    second = run_cli("daemon", "run", "--port", str(free_port()), "--model", str(asking_model),
+                     home=daemon["home"])  # fmt: skip
+    assert second.returncode == 1 and "already runs on this data dir" in second.stderr
+    assert second.stderr.count("\n") == 1  # one line, no traceback
+    log = run_cli("daemon", "logs", home=daemon["home"]).stdout
+    assert "serving on http://127.0.0.1:" in log
