@@ -4,6 +4,7 @@ edgecl daemon start --budget 0.3 --cloud openai:gpt-4o-mini   # 127.0.0.1:8745, 
 edgecl daemon status                                          # uptime, requests, cloud calls
 edgecl daemon logs -f
 edgecl daemon stop
+edgecl daemon install --budget 0.3    # a systemd user unit (Linux) or launchd agent (macOS)
 
 Clients use base_url http://127.0.0.1:8745/v1 and the token in DATA_DIR/daemon/token as API key
 (`edgecl daemon token` prints it). See edgecl/server.py for the API and its extensions.
@@ -119,6 +120,24 @@ def logs(follow: bool = typer.Option(False, "-f", "--follow", help="Keep printin
                 time.sleep(0.5)
 
 
+def install(ctx: typer.Context) -> None:
+    """Write a systemd user unit (Linux) or launchd agent (macOS) that runs the daemon with
+    these `run` options at login, and print how to enable it."""
+    import sys
+
+    from edgecl import daemon
+
+    where, text = daemon.service_file(list(ctx.args))
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.write_text(text)
+    typer.echo(f"wrote {where}")
+    if sys.platform == "darwin":
+        typer.echo(f"enable it with: launchctl load -w {where}")
+    else:
+        typer.echo("enable it with: systemctl --user daemon-reload && "
+                   "systemctl --user enable --now edgecl")  # fmt: skip
+
+
 def token() -> None:
     """Print the API key clients use (the daemon's bearer token)."""
     from edgecl import daemon
@@ -133,3 +152,5 @@ app.command("stop")(stop)
 app.command("status")(status)
 app.command("logs")(logs)
 app.command("token")(token)
+app.command("install", context_settings={"allow_extra_args": True,
+                                         "ignore_unknown_options": True})(install)  # fmt: skip

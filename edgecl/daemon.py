@@ -141,3 +141,39 @@ def status() -> dict:
         name, _, value = line.partition(" ")
         out[name.removeprefix("edgecl_")] = float(value)
     return out
+
+
+def service_file(args: list[str], platform: str = sys.platform) -> tuple[Path, str]:
+    """(where, what): a systemd user unit on Linux, a launchd agent on macOS, that runs
+    `edgecl daemon run ARGS` on this data dir and appends to its daemon.log."""
+    import plistlib
+    import shlex
+
+    command = [sys.executable, "-m", "edgecl.cli.main", "daemon", "run", *args]
+    log = str(home() / "daemon.log")
+    data = str(paths.data_dir())
+    if platform == "darwin":
+        where = Path.home() / "Library" / "LaunchAgents" / "org.edgecl.daemon.plist"
+        agent = {"Label": "org.edgecl.daemon", "ProgramArguments": command,
+                 "EnvironmentVariables": {"EDGECL_HOME": data}, "RunAtLoad": True,
+                 "KeepAlive": {"SuccessfulExit": False}, "StandardOutPath": log,
+                 "StandardErrorPath": log}  # fmt: skip
+        return where, plistlib.dumps(agent).decode()
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    unit = f"""[Unit]
+Description=edgecl daemon: the local model behind an OpenAI-compatible API on 127.0.0.1
+
+[Service]
+Type=simple
+ExecStart={shlex.join(command)}
+Environment={shlex.quote(f"EDGECL_HOME={data}")}
+StandardOutput=append:{log}
+StandardError=append:{log}
+Restart=on-failure
+KillSignal=SIGTERM
+TimeoutStopSec=60
+
+[Install]
+WantedBy=default.target
+"""
+    return config / "systemd" / "user" / "edgecl.service", unit

@@ -124,3 +124,62 @@ def test_guards_token_host_size_parameters_and_one_daemon_per_data_dir(daemon, a
     assert second.stderr.count("\n") == 1  # one line, no traceback
     log = run_cli("daemon", "logs", home=daemon["home"]).stdout
     assert "serving on http://127.0.0.1:" in log
+
+
+def test_install_writes_a_service_that_systemd_accepts(tmp_path):
+    import plistlib
+    import shutil
+    import subprocess
+    import sys
+
+    from edgecl import daemon
+
+    home = os.environ["EDGECL_HOME"]
+    out = run_cli("daemon", "install", "--budget", "0.2", "--port", "9001", home=home,
+                  env={"XDG_CONFIG_HOME": str(tmp_path)})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    unit = tmp_path / "systemd" / "user" / "edgecl.service"
+    text = unit.read_text()
+    assert f"{sys.executable} -m edgecl.cli.main daemon run --budget 0.2 --port 9001" in text
+    assert f"EDGECL_HOME={home}" in text and "append:" in text
+    if shutil.which("systemd-analyze"):
+        check = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                               text=True)  # fmt: skip
+        assert check.returncode == 0, check.stderr
+
+    where, plist = daemon.service_file(["--budget", "0.2"], platform="darwin")
+    agent = plistlib.loads(plist.encode())
+    assert where.name == "org.edgecl.daemon.plist"
+    assert agent["ProgramArguments"][-3:] == ["run", "--budget", "0.2"]
+    assert agent["EnvironmentVariables"] == {"EDGECL_HOME": home}
+
+
+def test_a_daily_cap_holds_across_the_daemon_and_chat_at_once(daemon, asking_model, llama_server):  # noqa: F811
+    """Cap 2 calls a day on one data dir; 3 daemon requests and 2 `edgecl chat --once` at the
+    same time, every one of them asking for help: the real server sees 2 calls in all."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = server_requests(llama_server)
+    auth = {"Authorization": f"Bearer {daemon['token']}"}
+
+    def ask(k: int) -> dict:
+        body = {"model": "edgecl", "messages": [{"role": "user", "content": f"What is {k} + 2?"}]}
+        return httpx.post(daemon["url"] + "/v1/chat/completions", json=body, headers=auth,
+                          timeout=300).json()["edgecl"]  # fmt: skip
+
+    chat = [sys.executable, "-c", "from edgecl.cli.main import run; run()", "chat", "--model",
+            str(asking_model), "--cloud", "openai:smollm2", "--cloud-url", llama_server,
+            "--budget", "1", "--calls-per-day", "2", "--max-tokens", "48", "--json",
+            "--once"]  # fmt: skip
+    env = dict(os.environ, EDGECL_HOME=daemon["home"])
+    chats = [subprocess.Popen([*chat, f"What is {k} + 3?"], stdout=subprocess.PIPE, text=True,
+                              env=env) for k in range(2)]  # fmt: skip
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(ask, range(3)))
+    outs = [json.loads(p.communicate(timeout=300)[0]) for p in chats]
+    assert all(a["help_requested"] for a in answers) and all(o["help_requested"] for o in outs)
+    used = sum(a["cloud_used"] for a in answers) + sum(o["cloud_answered"] for o in outs)
+    assert used == 2
+    assert server_requests(llama_server) == before + 2
