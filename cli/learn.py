@@ -32,7 +32,7 @@ def learn(
     max_tokens: int = typer.Option(None, help="Longest response (preset default)."),
     lr: float = typer.Option(None, help="Policy (LoRA) learning rate [1e-4]."),
     dual_lr: float = typer.Option(None, help="Dual step size eta_lambda [0.5] (see README)."),
-    lambda_init: float = typer.Option(None, help="Initial dual variable [0.5]."),
+    lambda_init: float = typer.Option(None, help="Initial dual variable [auto: see README]."),
     kl: float = typer.Option(None, help="Weight of the KL to the starting adapter [0.05]."),
     cloud: str = typer.Option(None, help="reference[:accuracy] (simulated) or openai."),
     cloud_url: str = typer.Option(None, help="OpenAI-compatible base URL, e.g. .../v1."),

@@ -38,7 +38,7 @@ class TrainConfig:
     max_tokens: int = 128
     lr: float = 1e-4  # LoRA needs a larger step than the paper's full-model 2e-6
     dual_lr: float = DUAL_LR  # eta_lambda: edgecl.core.dual explains the value
-    lambda_init: float = 0.5
+    lambda_init: float | None = None  # None: edgecl.core.dual.initial_lambda after the warm-up
     cloud: str = "reference"
     cloud_options: dict = field(default_factory=dict)
     seed: int = 0
@@ -75,7 +75,7 @@ class TrainConfig:
             raise EdgeclError(f"--group-size {self.group_size}: GRPO needs G >= 2")
         if self.batch_size < 1 or self.max_tokens < 8:
             raise EdgeclError("--batch-size must be >= 1 and --max-tokens >= 8")
-        if self.lambda_init < 0 or self.dual_lr < 0 or self.lr <= 0 or self.kl_coef < 0:
+        if (self.lambda_init or 0) < 0 or self.dual_lr < 0 or self.lr <= 0 or self.kl_coef < 0:
             raise EdgeclError("--lambda-init, --dual-lr and --kl must be >= 0 and --lr > 0")
 
     def to_dict(self) -> dict:

@@ -31,6 +31,7 @@ from edgecl.core.dual import (
     TauSchedule,
     batch_cost_ratio,
     dual_update,
+    initial_lambda,
 )
 from edgecl.errors import EdgeclError
 from edgecl.interrupts import interrupts, nothing
@@ -86,13 +87,14 @@ class Trainer:
         self.tasks = [get_task(p.task, config.verifier, config.seed) for p in config.phases]
         self.clouds = [self._make_cloud(task, i) for i, task in enumerate(self.tasks)]
         self.schedules = [TauSchedule.parse(p.budget) for p in config.phases]
-        self.state = TrainerState(lam=min(config.lambda_init, LAMBDA_MAX))
+        self.state = TrainerState(lam=min(config.lambda_init or 0.0, LAMBDA_MAX))
         self.collapse = CollapseDetector(config.collapse_window)
         self.checkpoint = run_dir(config.run_name) / "adapter"
         self.total_steps = sum(p.steps for p in config.phases)
         self.last_rollout: Rollout | None = None
         self.general: list = []  # base answers for self-distillation (rank 0 only)
         self.anchor: dict | None = None  # adapter weights of the KL term (see _set_anchor)
+        self.learner_lambda = False  # lambda came from the learner (else initial_lambda)
 
     def _make_cloud(self, task, index: int):
         return make_cloud(
@@ -156,8 +158,8 @@ class Trainer:
             return
         self.model.load_adapter(version, learning_rate=self.config.lr)
         self.state.start = str(version)
-        if learner.lam is not None:
-            self.state.lam = min(learner.lam, LAMBDA_MAX)
+        if learner.lam is not None:  # the paper carries lambda across tasks
+            self.state.lam, self.learner_lambda = min(learner.lam, LAMBDA_MAX), True
         self.on_event("learner", {"name": learner.name, "version": learner.current,
                                   "lambda": self.state.lam})  # fmt: skip
 
@@ -204,6 +206,9 @@ class Trainer:
                     self.store, learner, stored, "warmup", c.run_name, 0, {"warmup": True}
                 )
         self.state.warmup = record
+        if c.lambda_init is None and not self.learner_lambda:
+            help_rate = (record.get("probe_after") or {}).get("help")
+            self.state.lam = initial_lambda(self.schedules[0].at(0), help_rate)
         self.store.update_run(c.run_name, warmup=record)
         self.save()
         return record
@@ -301,9 +306,8 @@ class Trainer:
         weights = self.weights(rollout, lam)
         start = time.perf_counter()
         loss, kl = 0.0, None
-        # No update without a signal: Adam would turn the float noise of zero weights into full
-        # steps. The anchor's pull is a signal once the policy has left it, so a collapsed
-        # policy whose groups are all alike still moves back toward it.
+        # No signal, no update (Adam turns float noise into full steps); the anchor's pull is a
+        # signal once the policy has left it, so a policy whose groups are all alike moves back.
         if np.any(weights != 0) or (self.anchor is not None and self.state.kl > 1e-6):
             mine = set(self.world.share(len(rollout.items)))  # each rank: its own samples
             rows = [k for k, o in enumerate(rollout.completions) if o.prompt_index in mine]
@@ -330,21 +334,8 @@ class Trainer:
         collapsed = self.collapse.update(n_help, tau, new_lam)
         self.state.step += 1
         self.state.lam = new_lam
-        row = _step_row(
-            self,
-            rollout,
-            phase,
-            tau,
-            lam,
-            new_lam,
-            j_c,
-            loss,
-            kl,
-            n_help,
-            collapsed,
-            seconds_grad,
-            time.perf_counter() - started,
-        )
+        row = _step_row(self, rollout, phase, tau, lam, new_lam, j_c, loss, kl, n_help, collapsed,
+                        seconds_grad, time.perf_counter() - started)  # fmt: skip
         # The step's rows first, then the checkpoint: a kill between the two replays the step
         # on --resume, which finds its cloud calls in the log and reuses their answers.
         with guard.critical() if guard else nothing():

@@ -93,3 +93,11 @@ def test_collapse_detector_resumes_exactly():
     assert restored.update(0, 0.3, 0.0) is True
     with pytest.raises(EdgeclError):
         CollapseDetector(window=0)
+
+
+def test_initial_lambda_starts_at_the_cap_only_when_the_budget_binds():
+    from edgecl.core.dual import LAMBDA_MAX, initial_lambda
+
+    assert initial_lambda(0.1, 0.45) == LAMBDA_MAX  # the warmed-up model asks more than tau
+    assert initial_lambda(0.5, 0.45) == 0.0  # it asks less: nothing to push down
+    assert initial_lambda(0.3, None) == 0.5  # no measured help rate

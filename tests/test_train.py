@@ -321,3 +321,14 @@ def test_a_kill_between_rows_and_checkpoint_loses_no_call_and_pays_none_twice(
     replayed = [s for s in Store().samples("killed", step=1) if s["help"]]
     answers = {c["text"] for c in first}
     assert replayed and all(any(a in s["composed"] for a in answers) for s in replayed)
+
+
+def test_lambda_starts_by_the_rule_after_the_warm_up(model_dir, task_file):
+    from edgecl.core.dual import initial_lambda
+
+    trainer = make_trainer(model_dir, make_config(task_file, "auto-lambda", lambda_init=None))
+    trainer.prepare()
+    help_rate = trainer.state.warmup["probe_after"]["help"]
+    assert trainer.state.lam == initial_lambda(0.2, help_rate)
+    row = trainer.step()
+    assert row["lambda_before"] == initial_lambda(0.2, help_rate)

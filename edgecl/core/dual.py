@@ -36,6 +36,16 @@ DUAL_LR = 0.5  # eta_lambda; see the module docstring
 RATIO_WINDOW = 10  # steps in the running-mean cloud ratio shown next to tau
 
 
+def initial_lambda(tau: float, help_rate: float | None) -> float:
+    """Where lambda starts when the user gives no --lambda-init: at LAMBDA_MAX when the warmed-up
+    model asks for help more often than tau (the budget binds, so the first push is toward asking
+    less; from a low lambda the real policy first rushes to asking on every sample, a trap:
+    benchmarks/README.md), else 0; 0.5 when the warm-up measured no help rate."""
+    if help_rate is None:
+        return 0.5
+    return LAMBDA_MAX if help_rate > tau else 0.0
+
+
 def dual_update(lam: float, j_c: float, tau: float, eta: float, cap: float = float("inf")) -> float:
     """lambda <- min(cap, max(0, lambda + eta * (J_c - tau))): projected dual ascent (eq. 3)."""
     return min(float(cap), max(0.0, float(lam) + float(eta) * (float(j_c) - float(tau))))
