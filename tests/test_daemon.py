@@ -15,6 +15,7 @@ import httpx
 import pytest
 from conftest_server import free_port, llama_server  # noqa: F401
 from test_chat import asking_model, server_requests  # noqa: F401
+from test_cloud_openai import fake_server  # noqa: F401
 
 from conftest import run_cli
 from edgecl.core.protocol import TRIGGER
@@ -183,3 +184,34 @@ def test_a_daily_cap_holds_across_the_daemon_and_chat_at_once(daemon, asking_mod
     used = sum(a["cloud_used"] for a in answers) + sum(o["cloud_answered"] for o in outs)
     assert used == 2
     assert server_requests(llama_server) == before + 2
+
+
+def test_a_failing_cloud_is_answered_locally_and_not_charged(asking_model, fake_server):  # noqa: F811
+    """Injected cloud faults (a server that answers 503, then malformed JSON): the daemon answers
+    every request locally, says why, logs each failed call and charges none to the budget."""
+    url, seen = fake_server([(503, {}, {"error": "overloaded"})] * 4 + [(200, {}, {"x": 1})])
+    home, port = os.environ["EDGECL_HOME"], free_port()
+    started = run_cli("daemon", "start", "--port", str(port), "--model", str(asking_model),
+                      "--cloud", "openai:m", "--cloud-url", url, "--budget", "1",
+                      "--max-tokens", "48", home=home)  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    auth = {"Authorization": f"Bearer {run_cli('daemon', 'token', home=home).stdout.strip()}"}
+    try:
+        for k in range(2):
+            body = {"model": "m", "messages": [{"role": "user", "content": f"What is {k} + 1?"}]}
+            out = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body,
+                             headers=auth, timeout=120)  # fmt: skip
+            assert out.status_code == 200
+            ext = out.json()["edgecl"]
+            assert ext["cloud_called"] and not ext["cloud_used"] and ext["local_fallback"]
+            assert ext["reason"].startswith("the cloud call failed")
+            assert TRIGGER not in out.json()["choices"][0]["message"]["content"]
+        assert len(seen) == 5  # 1 + 3 bounded retries of the 503, then the malformed answer
+        status = json.loads(run_cli("daemon", "status", "--json", home=home).stdout)
+        assert status["budget_calls_today"] == 0 and status["errors_total"] == 0
+    finally:
+        run_cli("daemon", "stop", home=home)
+    from edgecl.store import Store
+
+    rows = Store().db.execute("SELECT status FROM ledger ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == ["failed", "failed"]
