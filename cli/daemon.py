@@ -38,6 +38,8 @@ def run(
     price_per_1k: float = typer.Option(0.0, min=0, help="Cloud price per 1000 tokens."),
     queue: int = typer.Option(8, min=1, help="Requests that may wait for the model."),
     max_body: int = typer.Option(1 << 20, min=1024, help="Largest request body in bytes."),
+    log_days: float = typer.Option(30, min=0, help="Keep logged exchanges this many days."),
+    no_log: bool = typer.Option(False, "--no-log", help="Do not log the exchanges."),
 ) -> None:
     """Serve in the foreground (what `start` runs in the background)."""
     from edgecl import daemon
@@ -51,13 +53,13 @@ def run(
     def session():
         made, adapter = open_session(
             budget, cloud, cloud_url, cloud_key_env, backend.value, learner, False, model,
-            max_tokens, caps, source="daemon",
+            max_tokens, caps, log=not no_log, source="daemon",
         )  # fmt: skip
         print(f"edgecl daemon: {made.engine.name}, adapter {adapter or 'none (base model)'}, "
               f"budget tau {budget:g}, cloud {cloud or 'none'}", flush=True)  # fmt: skip
         return made
 
-    answerer = Answerer(session)
+    answerer = Answerer(session, log_days=log_days)
     app_ = create_app(answerer, daemon.token(), max_body=max_body, queue=queue,
                       max_tokens=max_tokens)  # fmt: skip
     daemon.serve(app_, port)
@@ -96,6 +98,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON ob
     else:
         typer.echo(f"edgecl daemon: pid {info['pid']}, http://127.0.0.1:{info['port']}/v1, "
                    f"model {info['model']}, up {info['uptime_s']:.0f} s")  # fmt: skip
+        typer.echo(f"  adapter: {info.get('adapter') or 'none (the base model)'}")
         for key in ("requests_total", "help_requested_total", "cloud_answered_total",
                     "errors_total", "budget_calls_today", "budget_bucket"):  # fmt: skip
             if key in info:

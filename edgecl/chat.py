@@ -44,6 +44,7 @@ class ChatSession:
     cloud_enabled: bool = True
     threshold: float | None = None  # edgecl.calibration: P(help) a request needs to go out
     source: str = "chat"  # who answers, in the exchange log: chat or daemon
+    adapter: str | None = None  # the adapter version's directory (None: the base model)
     history: list[dict] = field(default_factory=list)
     stats: dict = field(default_factory=lambda: dict.fromkeys(
         ("turns", "help_requested", "cloud_calls", "local_fallbacks"), 0))  # fmt: skip
@@ -150,5 +151,6 @@ def open_session(budget: float, cloud: str | None, cloud_url: str | None,
         max_tokens=max_tokens,
         threshold=threshold if backend == "mlx" else None,
         source=source,
+        adapter=None if adapter is None else str(adapter),
     )
     return session, adapter

@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 
 from fastapi import Request  # at module level: FastAPI resolves annotations here
 
@@ -73,10 +74,11 @@ class Answerer:
     """One ChatSession, made and used on one worker thread (the model and its SQLite connection
     stay on the thread that made them), so requests are answered one at a time."""
 
-    def __init__(self, open_session: Callable[[], object], model_name: str | None = None) -> None:
+    def __init__(self, open_session: Callable[[], object], log_days: float | None = 30) -> None:
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgecl-answer")
         self.session = self.worker.submit(open_session).result()
-        self.model_name = model_name or self.session.engine.name.split(":", 1)[-1]
+        self.model_name = self.session.engine.name.split(":", 1)[-1]
+        self.log_days, self.purged = log_days, 0.0
         self.started = time.time()
         self.counts = {"requests": 0, "errors": 0, "help_requested": 0, "cloud_answered": 0}
 
@@ -108,6 +110,10 @@ class Answerer:
             if m.get("role") in ("user", "assistant")
         ]
         s = self.session
+        if s.store is not None and self.log_days is not None and time.time() - self.purged > 3600:
+            cutoff = datetime.now(timezone.utc) - timedelta(days=self.log_days)
+            s.store.purge_exchanges(cutoff.isoformat(timespec="seconds"))  # the retention period
+            self.purged = time.time()
         s.history, s.max_tokens, s.temperature = history, max_tokens, temperature
         s.cloud_enabled = not local_only
         try:
@@ -152,6 +158,7 @@ def create_app(
         return {
             "status": "ok",
             "model": answerer.model_name,
+            "adapter": answerer.session.adapter,
             "uptime_s": round(time.time() - answerer.started, 1),
         }
 

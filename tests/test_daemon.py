@@ -53,6 +53,12 @@ def test_a_real_openai_client_gets_plain_and_streamed_answers(daemon, llama_serv
     client = OpenAI(base_url=daemon["url"] + "/v1", api_key=daemon["token"], max_retries=0)
     assert len(client.models.list().data) == 1
 
+    from edgecl.store import Store
+
+    store = Store()  # an exchange logged 40 days ago: past the default retention of 30 days
+    with store.db.conn:
+        store.db.conn.execute("INSERT INTO exchanges (created, source, prompt) VALUES "
+                              "('2000-01-01T00:00:00+00:00', 'chat', 'old')")  # fmt: skip
     before = server_requests(llama_server)
     plain = client.chat.completions.create(
         model="edgecl", messages=[{"role": "user", "content": "What is 3 + 4?"}]
@@ -94,6 +100,9 @@ def test_a_real_openai_client_gets_plain_and_streamed_answers(daemon, llama_serv
 
     status = json.loads(run_cli("daemon", "status", "--json", home=daemon["home"]).stdout)
     assert status["running"] and status["requests_total"] == 4
+    logged = store.exchanges()
+    assert [e["source"] for e in logged] == ["daemon"] * 4  # the old one purged
+    assert logged[0]["prompt"] == "What is 3 + 4?" and logged[0]["cloud"] == 1
     assert status["cloud_answered_total"] == 2 and status["budget_calls_today"] == 2
 
 
@@ -113,6 +122,7 @@ def test_guards_token_host_size_parameters_and_one_daemon_per_data_dir(daemon, a
     assert "access-control-allow-origin" not in {k.lower() for k in bad.headers}
     health = httpx.get(url + "/health")  # no token needed
     assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert health.json()["adapter"] is None  # no learner yet: the base model answers
     metrics = httpx.get(url + "/metrics", headers=auth).text
     assert "edgecl_requests_total" in metrics
 
