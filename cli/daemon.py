@@ -13,6 +13,8 @@ Clients use base_url http://127.0.0.1:8745/v1 and the token in DATA_DIR/daemon/t
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 
 import typer
@@ -62,8 +64,19 @@ def run(
     answerer = Answerer(session, log_days=log_days)
     app_ = create_app(answerer, daemon.token(), max_body=max_body, queue=queue,
                       max_tokens=max_tokens)  # fmt: skip
-    daemon.serve(app_, port)
-    lock.close()
+    code = 1
+    try:
+        daemon.serve(app_, port)
+        code = 0
+    except SystemExit as e:  # SIGTERM, after uvicorn's graceful shutdown
+        code = e.code or 0
+    except Exception as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+    finally:
+        answerer.close()
+        lock.close()
+        sys.stdout.flush()
+        os._exit(code)  # MLX's threads abort the interpreter's teardown ("terminate called ...")
 
 
 def start(

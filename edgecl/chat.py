@@ -29,6 +29,7 @@ class Turn:
     cloud_text: str | None = None
     reason: str | None = None  # why the cloud was not used although help was requested
     fallback: bool = False  # the local model answered again with the trigger suppressed
+    tokens: int = 0  # generated locally (the engines stream one piece per token)
 
 
 @dataclass
@@ -63,14 +64,16 @@ class ChatSession:
              on_notice: Callable[[str], None] = lambda n: None) -> Turn:  # fmt: skip
         self.budget.query()
         messages = self.messages(text)
-        local = "".join(self._stream(messages, False, on_piece))
-        result = Turn(answer=local, local=local, help_requested=requests_help(local))
+        pieces = self._stream(messages, False, on_piece)
+        local = "".join(pieces)
+        result = Turn(local, local, requests_help(local), tokens=len(pieces))
         if result.help_requested:
             result.reason = self._ask_cloud(messages, result, on_notice)
             if result.reason is not None:
                 on_notice(f"answering locally: {result.reason}")
                 result.fallback = True
-                result.answer = "".join(self._stream(messages, True, on_piece))
+                pieces = self._stream(messages, True, on_piece)
+                result.answer, result.tokens = "".join(pieces), result.tokens + len(pieces)
         self._account(text, result)
         return result
 

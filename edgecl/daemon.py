@@ -77,6 +77,8 @@ def serve(app, port: int) -> None:
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                             access_log=False, timeout_graceful_shutdown=30)  # fmt: skip
     server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGTERM, then raises it again: leave through `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     info = {"pid": os.getpid(), "port": port, "started": time.time()}
     (home() / "state.json").write_text(json.dumps(info))
     print(f"edgecl daemon: serving on http://127.0.0.1:{port}/v1 (pid {os.getpid()})", flush=True)

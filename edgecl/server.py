@@ -82,6 +82,12 @@ class Answerer:
         self.started = time.time()
         self.counts = {"requests": 0, "errors": 0, "help_requested": 0, "cloud_answered": 0}
 
+    def close(self) -> None:
+        """Finish the request in hand, then close the session's database (on its thread)."""
+        if self.session.store is not None:
+            self.worker.submit(self.session.store.close).result()
+        self.worker.shutdown(wait=True)
+
     def budget_state(self) -> dict:
         """The budget as stored (a connection of this thread's own)."""
         from edgecl.budget import CloudBudget
@@ -239,7 +245,7 @@ def create_app(
                     },
                 }
             ],
-            "usage": _usage(answerer, args[0], turn.answer),
+            "usage": _usage(answerer, args[0], turn),
             "edgecl": _extension(turn),
         }
         return JSONResponse(out, headers={"X-Edgecl-Cloud": str(int(turn.cloud_text is not None))})
@@ -264,10 +270,10 @@ def _check(req: dict, max_tokens: int) -> str | None:
     return None
 
 
-def _usage(answerer: Answerer, messages: list[dict], answer: str) -> dict:
-    engine = answerer.session.engine
-    prompt = engine.count_tokens(messages)
-    completion = max(engine.count_tokens([{"role": "assistant", "content": answer}]) - 4, 0)
+def _usage(answerer: Answerer, messages: list[dict], turn) -> dict:
+    """Tokens of the client's messages, and of what the local model generated for them."""
+    prompt = answerer.session.engine.count_tokens(messages)
+    completion = turn.tokens
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -349,7 +355,7 @@ async def _stream(
                 "created": created,
                 "model": answerer.model_name,
                 "choices": [],
-                "usage": _usage(answerer, args[0], turn.answer),
+                "usage": _usage(answerer, args[0], turn),
             }
             yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"

@@ -225,3 +225,24 @@ def test_a_failing_cloud_is_answered_locally_and_not_charged(asking_model, fake_
 
     rows = Store().db.execute("SELECT status FROM ledger ORDER BY id").fetchall()
     assert [r[0] for r in rows] == ["failed", "failed"]
+
+
+def test_stop_from_the_process_that_started_it_with_a_client_still_connected(tiny_mlx_dir):
+    """A keep-alive client stays connected, and the daemon is this process's own child (a zombie
+    once it exits, until reaped): stop still returns as soon as the daemon has shut down."""
+    import time
+
+    from edgecl import daemon
+
+    port = free_port()
+    daemon.start(["--model", str(tiny_mlx_dir), "--max-tokens", "8", "--budget", "0"], port)
+    with httpx.Client() as client:
+        ask = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        out = client.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=ask,
+                          headers={"Authorization": f"Bearer {daemon.token()}"})  # fmt: skip
+        assert out.status_code == 200
+        start = time.perf_counter()
+        assert daemon.stop() is not None
+        assert time.perf_counter() - start < 20 and daemon.state() is None
+    log = (daemon.home() / "daemon.log").read_text()
+    assert log.rstrip().endswith("edgecl daemon: stopped")
