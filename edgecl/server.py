@@ -136,9 +136,21 @@ def create_app(
 ):
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+    from starlette.background import BackgroundTask
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     waiting = threading.BoundedSemaphore(queue + 1)  # the one running, and `queue` waiting
+    in_flight = [0]
+
+    def admit() -> bool:
+        if not waiting.acquire(blocking=False):
+            return False
+        in_flight[0] += 1
+        return True
+
+    def leave() -> None:
+        in_flight[0] -= 1
+        waiting.release()
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -182,6 +194,7 @@ def create_app(
     async def metrics():
         lines = [f"edgecl_uptime_seconds {time.time() - answerer.started:.1f}"]
         lines += [f"edgecl_{k}_total {v}" for k, v in answerer.counts.items()]
+        lines.append(f"edgecl_requests_in_flight {in_flight[0]}")
         budget = answerer.budget_state()
         lines += [f"edgecl_budget_{k} {v}" for k, v in budget.items() if isinstance(v, int | float)]
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
@@ -198,7 +211,7 @@ def create_app(
         bad = _check(req, max_tokens)
         if bad is not None:
             return error(400, bad, "invalid_request_error")
-        if not waiting.acquire(blocking=False):
+        if not admit():
             return error(
                 429,
                 f"{queue} requests already wait for the model; retry shortly",
@@ -214,9 +227,17 @@ def create_app(
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if req.get("stream"):
             usage = bool((req.get("stream_options") or {}).get("include_usage"))
+            done = []
+
+            def release() -> None:  # once: when the stream ends, or after a stream never begun
+                if not done:
+                    done.append(True)
+                    leave()
+
             return StreamingResponse(
-                _stream(answerer, args, rid, created, usage, waiting),
+                _stream(answerer, args, rid, created, usage, release),
                 media_type="text/event-stream",
+                background=BackgroundTask(release),
             )
         try:
             loop = asyncio.get_running_loop()
@@ -227,7 +248,7 @@ def create_app(
             answerer.counts["errors"] += 1
             return error(500, f"edgecl could not answer: {e}", "server_error")
         finally:
-            waiting.release()
+            leave()
         reasoning, content = split_response(turn.answer)
         out = {
             "id": rid,
@@ -297,7 +318,7 @@ async def _stream(
     rid: str,
     created: int,
     usage: bool,
-    waiting: threading.BoundedSemaphore,
+    release: Callable[[], None],
 ):
     """SSE chunks: reasoning and content deltas as the local model writes them (a help request's
     trigger is never shown), then the rest of the final answer, the edgecl object, usage."""
@@ -360,4 +381,4 @@ async def _stream(
             yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"
     finally:
-        waiting.release()
+        release()

@@ -100,6 +100,7 @@ def test_a_real_openai_client_gets_plain_and_streamed_answers(daemon, llama_serv
 
     status = json.loads(run_cli("daemon", "status", "--json", home=daemon["home"]).stdout)
     assert status["running"] and status["requests_total"] == 4
+    assert status["requests_in_flight"] == 0  # every admission released once, streams too
     logged = store.exchanges()
     assert [e["source"] for e in logged] == ["daemon"] * 4  # the old one purged
     assert logged[0]["prompt"] == "What is 3 + 4?" and logged[0]["cloud"] == 1
