@@ -275,18 +275,34 @@ def create_app(
 
 
 def _check(req: dict, max_tokens: int) -> str | None:
-    """Why this request cannot be served (OpenAI's 400), or None."""
+    """Why this request cannot be served (OpenAI's 400), or None. Text content parts
+    ([{"type": "text", "text": ...}]) are joined into plain strings in place."""
     if not isinstance(req, dict) or not isinstance(req.get("messages"), list):
         return "'messages' must be a list of {role, content}"
-    if not any(isinstance(m, dict) and m.get("role") == "user" for m in req["messages"]):
+    for m in req["messages"]:
+        if not isinstance(m, dict) or "role" not in m:
+            return "each message needs a 'role' and a 'content'"
+        if isinstance(m.get("content"), list):
+            if any(
+                not isinstance(part, dict) or part.get("type") != "text" for part in m["content"]
+            ):
+                return "edgecl reads text only: every content part must be {type: text}"
+            m["content"] = "".join(str(part.get("text", "")) for part in m["content"])
+    if not any(m["role"] == "user" for m in req["messages"]):
         return "'messages' needs at least one user message"
     for name in UNSUPPORTED:
         if req.get(name) not in (None, False, [], {}):
             return f"edgecl does not support '{name}'"
-    if int(req.get("n") or 1) != 1:
+    try:
+        n = int(req.get("n") or 1)
+        asked = req.get("max_tokens") or req.get("max_completion_tokens")
+        asked = None if asked is None else int(asked)
+        float(req.get("temperature", 0.0))
+    except (TypeError, ValueError):
+        return "n, max_tokens and temperature must be numbers"
+    if n != 1:
         return "edgecl returns one choice: n must be 1"
-    asked = req.get("max_tokens") or req.get("max_completion_tokens")
-    if asked is not None and not 1 <= int(asked) <= max_tokens:
+    if asked is not None and not 1 <= asked <= max_tokens:
         return f"max_tokens must be between 1 and {max_tokens}"
     return None
 

@@ -117,7 +117,9 @@ def test_guards_token_host_size_parameters_and_one_daemon_per_data_dir(daemon, a
     assert wrong_host.status_code == 421  # a DNS-rebinding page cannot reach it
     big = {**ask, "messages": [{"role": "user", "content": "x" * 5000}]}
     assert httpx.post(url + "/v1/chat/completions", json=big, headers=auth).status_code == 413
-    for extra in ({"tools": [{"type": "function", "function": {"name": "f"}}]}, {"n": 2}):
+    parts = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}
+    for extra in ({"tools": [{"type": "function", "function": {"name": "f"}}]}, {"n": 2},
+                  {"max_tokens": "many"}, parts):  # fmt: skip
         bad = httpx.post(url + "/v1/chat/completions", json={**ask, **extra}, headers=auth)
         assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
     assert "access-control-allow-origin" not in {k.lower() for k in bad.headers}
