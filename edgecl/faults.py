@@ -1,13 +1,23 @@
 """Named points where tests kill edgecl on purpose: `EDGECL_KILL_AT=NAME` makes the process
-SIGKILL itself when it reaches `point(NAME)`, so a test can stop a writer exactly between two
-writes, which random timing rarely hits. Unset (always, outside tests), a point does nothing."""
+SIGKILL itself when it reaches `point(NAME)` (`NAME@N`: the N-th time it does), so a test can
+stop a writer exactly between two writes, which random timing rarely hits. Unset (always,
+outside tests), a point does nothing."""
 
 from __future__ import annotations
 
 import os
 import signal
+from collections import Counter
+
+_reached: Counter = Counter()
 
 
 def point(name: str) -> None:
-    if os.environ.get("EDGECL_KILL_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+    target = os.environ.get("EDGECL_KILL_AT")
+    if not target:
+        return
+    wanted, _, nth = target.partition("@")
+    if wanted == name:
+        _reached[name] += 1
+        if _reached[name] == int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)

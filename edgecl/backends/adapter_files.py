@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+from edgecl import faults
 from edgecl.backends.blas import preload_openblas
 from edgecl.errors import EdgeclError
 
@@ -28,14 +29,19 @@ def write_adapter(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     mx.save_safetensors(str(tmp / ADAPTER_WEIGHTS), weights)
+    faults.point("adapter-weights-written")
     if optimizer_state is not None:
         mx.save_safetensors(str(tmp / OPTIMIZER_STATE), optimizer_state)
+        faults.point("adapter-optimizer-written")
     (tmp / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
+    faults.point("adapter-config-written")
     old = directory.with_name(directory.name + ".old")
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)
         directory.rename(old)
+        faults.point("adapter-old-moved")  # only the .old and the .tmp exist here
     tmp.rename(directory)
+    faults.point("adapter-swapped")
     shutil.rmtree(old, ignore_errors=True)
     return directory
 
