@@ -39,7 +39,8 @@ def reference(model_dir, task_file, tmp_path_factory):  # noqa: F811
 
 # The checkpoint of step 1 is the second save of the run (the first follows the warm-up);
 # `adapter-old-moved` is reached only when an older checkpoint exists, so first there.
-@pytest.mark.parametrize("where", ["adapter-weights-written@2", "adapter-old-moved@1",
+@pytest.mark.parametrize("where", ["adapter-weights-written@2", "adapter-optimizer-written@2",
+                                   "adapter-config-written@2", "adapter-old-moved@1",
                                    "adapter-swapped@2"])  # fmt: skip
 def test_a_kill_while_checkpointing_resumes_exactly(model_dir, task_file, reference, where):  # noqa: F811
     killed = learn(model_dir, task_file, os.environ["EDGECL_HOME"], {"EDGECL_KILL_AT": where})
