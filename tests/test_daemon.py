@@ -100,6 +100,8 @@ def test_a_real_openai_client_gets_plain_and_streamed_answers(daemon, llama_serv
 
     status = json.loads(run_cli("daemon", "status", "--json", home=daemon["home"]).stdout)
     assert status["running"] and status["requests_total"] == 4
+    learner = run_cli("status", home=daemon["home"]).stdout  # the learner's glance names it
+    assert f"daemon: http://127.0.0.1:{daemon['port']}/v1" in learner
     assert status["requests_in_flight"] == 0  # every admission released once, streams too
     logged = store.exchanges()
     assert [e["source"] for e in logged] == ["daemon"] * 4  # the old one purged
