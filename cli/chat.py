@@ -25,24 +25,39 @@ class Backend(str, Enum):
     llamacpp = "llamacpp"
 
 
+# Options `edgecl chat` and `edgecl daemon run` share (the same session behind both).
+BUDGET = typer.Option(0.3, min=0.0, max=1.0, help="Cloud share of queries (tau).")
+CLOUD = typer.Option(None, help="openai:MODEL (none: always answer locally).")
+CLOUD_URL = typer.Option(None, help="OpenAI-compatible base URL, e.g. .../v1.")
+CLOUD_KEY_ENV = typer.Option(None, help="Env var holding the API key (never stored).")
+BACKEND = typer.Option(Backend.mlx, help="mlx or llamacpp (GGUF + exported LoRA).")
+LEARNER = typer.Option("default", help="Whose current adapter answers.")
+MODEL = typer.Option(None, help="Model name or path (default: bundled).")
+NO_LOG = typer.Option(False, "--no-log", help="Do not log the exchanges.")
+CALLS_PER_DAY = typer.Option(None, min=0, help="Cap: cloud calls per UTC day.")
+TOKENS_PER_DAY = typer.Option(None, min=0, help="Cap: cloud tokens per UTC day.")
+SPEND_PER_DAY = typer.Option(None, min=0, help="Cap: money per UTC day.")
+PRICE_PER_1K = typer.Option(0.0, min=0, help="Cloud price per 1000 tokens.")
+
+
 def chat(
     once: str = typer.Option(None, "--once", help="Answer this one message and exit."),
     as_json: bool = typer.Option(False, "--json", help="With --once: print one JSON object."),
-    budget: float = typer.Option(0.3, min=0.0, max=1.0, help="Cloud share of queries (tau)."),
-    cloud: str = typer.Option(None, help="openai:MODEL (none: always answer locally)."),
-    cloud_url: str = typer.Option(None, help="OpenAI-compatible base URL, e.g. .../v1."),
-    cloud_key_env: str = typer.Option(None, help="Env var holding the API key (never stored)."),
-    backend: Backend = typer.Option(Backend.mlx, help="mlx or llamacpp (GGUF + exported LoRA)."),
-    learner: str = typer.Option("default", help="Whose current adapter answers."),
+    budget: float = BUDGET,
+    cloud: str = CLOUD,
+    cloud_url: str = CLOUD_URL,
+    cloud_key_env: str = CLOUD_KEY_ENV,
+    backend: Backend = BACKEND,
+    learner: str = LEARNER,
     base: bool = typer.Option(False, "--base", help="The base model, no adapter."),
-    model: str = typer.Option(None, help="Model name or path (default: bundled)."),
+    model: str = MODEL,
     max_tokens: int = typer.Option(256, min=8, help="Longest local answer."),
     show_steps: bool = typer.Option(False, "--show-steps", help="Show the <think> steps."),
-    no_log: bool = typer.Option(False, "--no-log", help="Do not log the exchanges."),
-    calls_per_day: int = typer.Option(None, min=0, help="Cap: cloud calls per UTC day."),
-    tokens_per_day: int = typer.Option(None, min=0, help="Cap: cloud tokens per UTC day."),
-    spend_per_day: float = typer.Option(None, min=0, help="Cap: money per UTC day."),
-    price_per_1k: float = typer.Option(0.0, min=0, help="Cloud price per 1000 tokens."),
+    no_log: bool = NO_LOG,
+    calls_per_day: int = CALLS_PER_DAY,
+    tokens_per_day: int = TOKENS_PER_DAY,
+    spend_per_day: float = SPEND_PER_DAY,
+    price_per_1k: float = PRICE_PER_1K,
 ) -> None:
     """Chat with the local model, with budgeted help from the cloud."""
     from edgecl.budget import Caps

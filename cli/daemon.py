@@ -19,29 +19,43 @@ import time
 
 import typer
 
-from edgecl.cli.chat import Backend
+from edgecl.cli.chat import (
+    BACKEND,
+    BUDGET,
+    CALLS_PER_DAY,
+    CLOUD,
+    CLOUD_KEY_ENV,
+    CLOUD_URL,
+    LEARNER,
+    MODEL,
+    NO_LOG,
+    PRICE_PER_1K,
+    SPEND_PER_DAY,
+    TOKENS_PER_DAY,
+    Backend,
+)
 
 app = typer.Typer(help="Serve the local model to other apps (OpenAI API).", no_args_is_help=True)
 
 
 def run(
     port: int = typer.Option(8745, help="Port on 127.0.0.1."),
-    budget: float = typer.Option(0.3, min=0.0, max=1.0, help="Cloud share of queries (tau)."),
-    cloud: str = typer.Option(None, help="openai:MODEL (none: always answer locally)."),
-    cloud_url: str = typer.Option(None, help="OpenAI-compatible base URL, e.g. .../v1."),
-    cloud_key_env: str = typer.Option(None, help="Env var holding the API key (never stored)."),
-    backend: Backend = typer.Option(Backend.mlx, help="mlx or llamacpp (GGUF + exported LoRA)."),
-    learner: str = typer.Option("default", help="Whose current adapter answers."),
-    model: str = typer.Option(None, help="Model name or path (default: bundled)."),
+    budget: float = BUDGET,
+    cloud: str = CLOUD,
+    cloud_url: str = CLOUD_URL,
+    cloud_key_env: str = CLOUD_KEY_ENV,
+    backend: Backend = BACKEND,
+    learner: str = LEARNER,
+    model: str = MODEL,
     max_tokens: int = typer.Option(256, min=8, help="Longest answer a request may ask for."),
-    calls_per_day: int = typer.Option(None, min=0, help="Cap: cloud calls per UTC day."),
-    tokens_per_day: int = typer.Option(None, min=0, help="Cap: cloud tokens per UTC day."),
-    spend_per_day: float = typer.Option(None, min=0, help="Cap: money per UTC day."),
-    price_per_1k: float = typer.Option(0.0, min=0, help="Cloud price per 1000 tokens."),
+    calls_per_day: int = CALLS_PER_DAY,
+    tokens_per_day: int = TOKENS_PER_DAY,
+    spend_per_day: float = SPEND_PER_DAY,
+    price_per_1k: float = PRICE_PER_1K,
     queue: int = typer.Option(8, min=1, help="Requests that may wait for the model."),
     max_body: int = typer.Option(1 << 20, min=1024, help="Largest request body in bytes."),
     log_days: float = typer.Option(30, min=0, help="Keep logged exchanges this many days."),
-    no_log: bool = typer.Option(False, "--no-log", help="Do not log the exchanges."),
+    no_log: bool = NO_LOG,
 ) -> None:
     """Serve in the foreground (what `start` runs in the background)."""
     from edgecl import daemon
