@@ -35,6 +35,8 @@ from edgecl.cli.chat import (
     Backend,
 )
 
+ADAPT_STEPS = typer.Option(10, min=1, help="DA-GRPO steps of an adaptation cycle.")
+
 app = typer.Typer(help="Serve the local model to other apps (OpenAI API).", no_args_is_help=True)
 
 
@@ -56,9 +58,15 @@ def run(
     max_body: int = typer.Option(1 << 20, min=1024, help="Largest request body in bytes."),
     log_days: float = typer.Option(30, min=0, help="Keep logged exchanges this many days."),
     no_log: bool = NO_LOG,
+    adapt_after: int = typer.Option(
+        32, min=0, help="Adapt after this many new verifiable exchanges (0: never)."
+    ),
+    adapt_idle: float = typer.Option(120, min=0, help="...and this long (s) without a request."),
+    adapt_steps: int = ADAPT_STEPS,
 ) -> None:
     """Serve in the foreground (what `start` runs in the background)."""
     from edgecl import daemon
+    from edgecl.adapt import AdaptLoop
     from edgecl.budget import Caps
     from edgecl.chat import open_session
     from edgecl.server import Answerer, create_app
@@ -78,6 +86,15 @@ def run(
     answerer = Answerer(session, log_days=log_days)
     app_ = create_app(answerer, daemon.token(), max_body=max_body, queue=queue,
                       max_tokens=max_tokens)  # fmt: skip
+    cycle_args = ["--budget", str(budget), "--steps", str(adapt_steps)]
+    cycle_args += ["--model", model] if model else []
+    adapting = None
+    if adapt_after > 0 and not no_log:  # the workload is the exchange log
+        adapting = AdaptLoop(learner, adapt_after, adapt_idle, cycle_args,
+                             busy=lambda: answerer.in_flight > 0,
+                             last_request=lambda: answerer.last_request, swap=answerer.swap,
+                             log=lambda line: print(line, flush=True))  # fmt: skip
+        adapting.start()
     code = 1
     try:
         daemon.serve(app_, port)
@@ -87,6 +104,8 @@ def run(
     except Exception as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
     finally:
+        if adapting is not None:
+            adapting.stop()
         answerer.close()
         lock.close()
         sys.stdout.flush()
@@ -130,6 +149,17 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON ob
                     "errors_total", "budget_calls_today", "budget_bucket"):  # fmt: skip
             if key in info:
                 typer.echo(f"  {key.removesuffix('_total').replace('_', ' ')}: {info[key]:g}")
+        last = info.get("last_adaptation")
+        if last is None:
+            typer.echo("  last adaptation: none yet")
+        else:
+            before, after = last["details"]["before"], last["details"]["after"]
+            verdict = "promoted" if last["promoted"] else "rejected"
+            typer.echo(f"  last adaptation: {last['finished']} on {last['exchanges']} exchanges, "
+                       f"eval solved {sum(before['solved'])} -> {sum(after['solved'])} of "
+                       f"{len(after['solved'])}, log-prob {before['logprob']:.3f} -> "
+                       f"{after['logprob']:.3f}; version {last['candidate']} "
+                       f"{verdict}")  # fmt: skip
 
 
 def logs(follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing.")) -> None:
@@ -168,6 +198,21 @@ def install(ctx: typer.Context) -> None:
                    "systemctl --user enable --now edgecl")  # fmt: skip
 
 
+def adapt(
+    learner: str = LEARNER,
+    budget: float = BUDGET,
+    model: str = MODEL,
+    steps: int = ADAPT_STEPS,
+) -> None:
+    """One adaptation cycle now: DA-GRPO on the logged workload, then the gate (edgecl.adapt)."""
+    from edgecl.adapt import cycle
+
+    row = cycle(learner, budget, steps=steps, model=model)
+    verdict = "promoted (now current)" if row["promoted"] else "rejected (kept, not used)"
+    typer.echo(f"adaptation {row['id']}: {row['exchanges']} verifiable exchanges, candidate "
+               f"version {row['candidate']} {verdict}: {row['reason']}")  # fmt: skip
+
+
 def token() -> None:
     """Print the API key clients use (the daemon's bearer token)."""
     from edgecl import daemon
@@ -182,5 +227,6 @@ app.command("stop")(stop)
 app.command("status")(status)
 app.command("logs")(logs)
 app.command("token")(token)
+app.command("adapt")(adapt)
 app.command("install", context_settings={"allow_extra_args": True,
                                          "ignore_unknown_options": True})(install)  # fmt: skip

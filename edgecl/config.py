@@ -63,6 +63,7 @@ class TrainConfig:
     kl_coef: float = 0.05  # DA-GRPO: KL to the adapter the run started from (edgecl.regularize)
     probe_size: int = 16
     format_threshold: float = 0.5
+    promote: bool = True  # False: the finished adapter is a candidate, not current (edgecl.adapt)
 
     def __post_init__(self) -> None:
         if not self.phases:

@@ -142,6 +142,14 @@ def status() -> dict:
     for line in httpx.get(f"{base}/metrics", headers=headers, timeout=5).text.splitlines():
         name, _, value = line.partition(" ")
         out[name.removeprefix("edgecl_")] = float(value)
+    from edgecl.store import Store
+
+    store = Store()
+    try:
+        done = store.adaptations()
+    finally:
+        store.close()
+    out["last_adaptation"] = done[-1] if done else None
     return out
 
 

@@ -21,3 +21,9 @@ def point(name: str) -> None:
         _reached[name] += 1
         if _reached[name] == int(nth or 1):
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def injected(name: str) -> bool:
+    """True when a test injects the fault `name` (`EDGECL_INJECT=NAME[,NAME...]`), one that the
+    real parts cannot produce on demand, such as a candidate adapter that got worse."""
+    return name in os.environ.get("EDGECL_INJECT", "").split(",")

@@ -33,6 +33,8 @@ class ChatEngine(Protocol):
 
     def help_probability(self, messages: list[dict], response: str) -> float | None: ...
 
+    def swap_adapter(self, adapter: Path) -> None: ...
+
 
 class TriggerSuppressor:
     """Which ids to ban given the ids so far: the trigger's first token (with or without a
@@ -64,6 +66,9 @@ class MLXChat:
 
     def count_tokens(self, messages: list[dict]) -> int:
         return len(self.model.chat_ids(messages))
+
+    def swap_adapter(self, adapter: Path) -> None:
+        self.model.load_adapter(adapter)
 
     def help_probability(self, messages: list[dict], response: str) -> float | None:
         """P(the trigger | the response up to its `<answer>`): what calibration measured."""
@@ -115,6 +120,13 @@ class LlamaChat:
     def count_tokens(self, messages: list[dict]) -> int:
         text = "".join(m["content"] for m in messages)
         return len(self.llm.tokenize(text)) + 8 * len(messages)  # the template's few tokens
+
+    def swap_adapter(self, adapter: Path) -> None:
+        from edgecl.backends.llamacpp import LlamaCppModel
+        from edgecl.models.export import adapter_gguf_for
+
+        base = self.llm.path
+        self.llm = LlamaCppModel(str(base), adapter_gguf=str(adapter_gguf_for(adapter, base)))
 
     def help_probability(self, messages: list[dict], response: str) -> float | None:
         return None  # not measured on llama.cpp yet: chat then applies no threshold

@@ -97,9 +97,10 @@ def version_path(learner: Learner, version: int | None = None) -> Path | None:
 
 def publish(
     store: Store, learner: Learner, adapter: Path, kind: str, run: str | None, step: int,
-    details: dict | None = None,
+    details: dict | None = None, make_current: bool = True,
 ) -> int:  # fmt: skip
-    """Copy the adapter in `adapter` into a new immutable version and make it current."""
+    """Copy the adapter in `adapter` into a new immutable version and make it current (unless
+    not `make_current`: a candidate that the daemon's gate decides on, edgecl.adapt)."""
     root = versions_dir(learner.name)
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):  # left by a writer that was killed
@@ -126,7 +127,8 @@ def publish(
         {"learner": learner.name, "version": version, "path": str(root / f"{version:04d}"),
          "kind": kind, "run": run, "step": step, "details": details or {}}
     )  # fmt: skip
-    use(store, learner, version)
+    if make_current:
+        use(store, learner, version)
     return version
 
 
@@ -170,10 +172,12 @@ def start(store: Store, config, model) -> tuple[Learner, Path | None]:
 
 
 def finish(store: Store, config, checkpoint: Path, step: int, lam: float) -> int:
-    """Publish a finished run's adapter as the learner's new current version; keep its lambda
-    and budgets for the next run."""
+    """Publish a finished run's adapter as the learner's new current version and keep its lambda
+    and budgets for the next run; with `config.promote` off, only as a candidate version."""
     learner = load(store, config.learner)
-    learner.lam = lam
-    learner.taus.update({p.task: p.budget for p in config.phases})
+    if config.promote:
+        learner.lam = lam
+        learner.taus.update({p.task: p.budget for p in config.phases})
     details = {"tasks": [p.task for p in config.phases], "lambda": lam}
-    return publish(store, learner, checkpoint, "run", config.run_name, step, details)
+    return publish(store, learner, checkpoint, "run", config.run_name, step, details,
+                   make_current=config.promote)  # fmt: skip

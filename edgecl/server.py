@@ -33,18 +33,8 @@ from fastapi import Request  # at module level: FastAPI resolves annotations her
 
 from edgecl.core.protocol import TRIGGER
 
-UNSUPPORTED = (
-    "tools",
-    "tool_choice",
-    "functions",
-    "function_call",
-    "logprobs",
-    "top_logprobs",
-    "response_format",
-    "audio",
-    "modalities",
-    "prediction",
-)
+UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs",
+               "response_format", "audio", "modalities", "prediction")  # fmt: skip
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
 
@@ -81,12 +71,24 @@ class Answerer:
         self.log_days, self.purged = log_days, 0.0
         self.started = time.time()
         self.counts = {"requests": 0, "errors": 0, "help_requested": 0, "cloud_answered": 0}
+        self.in_flight, self.last_request = 0, time.time()  # edgecl.adapt yields to requests
 
     def close(self) -> None:
         """Finish the request in hand, then close the session's database (on its thread)."""
         if self.session.store is not None:
             self.worker.submit(self.session.store.close).result()
         self.worker.shutdown(wait=True)
+
+    def swap(self, adapter) -> None:
+        """Load a promoted adapter version between two requests, on the answering thread: the
+        request in hand finishes on the old one, the next uses the new one."""
+
+        def load() -> None:
+            self.session.engine.swap_adapter(adapter)
+            self.session.adapter = str(adapter)
+            self.session.threshold = None  # calibrations are per version; this one has none
+
+        self.worker.submit(load).result()
 
     def budget_state(self) -> dict:
         """The budget as stored (a connection of this thread's own)."""
@@ -140,16 +142,16 @@ def create_app(
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     waiting = threading.BoundedSemaphore(queue + 1)  # the one running, and `queue` waiting
-    in_flight = [0]
 
     def admit() -> bool:
         if not waiting.acquire(blocking=False):
             return False
-        in_flight[0] += 1
+        answerer.in_flight += 1
         return True
 
     def leave() -> None:
-        in_flight[0] -= 1
+        answerer.in_flight -= 1
+        answerer.last_request = time.time()
         waiting.release()
 
     @app.middleware("http")
@@ -182,19 +184,15 @@ def create_app(
 
     @app.get("/v1/models")
     async def models():
-        model = {
-            "id": answerer.model_name,
-            "object": "model",
-            "created": int(answerer.started),
-            "owned_by": "edgecl",
-        }
+        model = {"id": answerer.model_name, "object": "model", "created": int(answerer.started),
+                 "owned_by": "edgecl"}  # fmt: skip
         return {"object": "list", "data": [model]}
 
     @app.get("/metrics")
     async def metrics():
         lines = [f"edgecl_uptime_seconds {time.time() - answerer.started:.1f}"]
         lines += [f"edgecl_{k}_total {v}" for k, v in answerer.counts.items()]
-        lines.append(f"edgecl_requests_in_flight {in_flight[0]}")
+        lines.append(f"edgecl_requests_in_flight {answerer.in_flight}")
         budget = answerer.budget_state()
         lines += [f"edgecl_budget_{k} {v}" for k, v in budget.items() if isinstance(v, int | float)]
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

@@ -77,6 +77,12 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
          "help": N, "cloud": N, "reason": T},
         "id",
     ),
+    "adaptations": (
+        {"id": N, "learner": T, "started": T, "finished": T, "run": T, "exchanges": N,
+         "last_exchange": N, "from_version": N, "candidate": N, "promoted": N, "reason": T,
+         "details": T},
+        "id",
+    ),
 }  # fmt: skip
 JSON_COLUMNS = {"config", "details", "warmup", "state"}
 # MIGRATIONS[k] takes a database from version k to k + 1; SCHEMA above is the result of them all.
@@ -104,6 +110,12 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE cloud_calls ADD COLUMN text TEXT",
     ],
     ["ALTER TABLE steps ADD COLUMN kl REAL"],  # 5: mean per-token KL to the run's anchor
+    [  # 6: the daemon's adaptation cycles (edgecl.adapt)
+        "CREATE TABLE [adaptations] ([id] INTEGER PRIMARY KEY NOT NULL, [learner] TEXT, "
+        "[started] TEXT, [finished] TEXT, [run] TEXT, [exchanges] INTEGER, "
+        "[last_exchange] INTEGER, [from_version] INTEGER, [candidate] INTEGER, "
+        "[promoted] INTEGER, [reason] TEXT, [details] TEXT)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 INDEXES = [("samples", ["run", "item_id"]), ("cloud_calls", ["run", "step"]), ("evals", ["run"]),
@@ -300,6 +312,16 @@ class Store:
         if learner is None:
             return self._rows("SELECT * FROM exchanges ORDER BY id")
         return self._rows("SELECT * FROM exchanges WHERE learner = ? ORDER BY id", [learner])
+
+    def add_adaptation(self, row: dict) -> int:
+        """Record one adaptation cycle of the daemon (edgecl.adapt); returns its id."""
+        with self.db.conn:
+            return _insert(self.db.conn, "adaptations", [row])
+
+    def adaptations(self, learner: str | None = None) -> list[dict]:
+        if learner is None:
+            return self._rows("SELECT * FROM adaptations ORDER BY id")
+        return self._rows("SELECT * FROM adaptations WHERE learner = ? ORDER BY id", [learner])
 
     def purge_exchanges(self, before: str | None = None) -> int:
         """Delete logged exchanges (all, or those created before the ISO time `before`)."""

@@ -1,0 +1,108 @@
+"""Does the answer-time budget knob hold? Calibrate on one split, measure on a disjoint one.
+
+    python benchmarks/calibration.py                       # the learner's warm-up version
+    python benchmarks/calibration.py --adapter PATH --items 300
+
+One greedy pass (the reference cloud, `--max-tokens`) over 2 x `--items` math train items, in
+chunks cached under the data dir (so it resumes). The first half is the calibration split, as
+`edgecl calibrate` uses it (edgecl.calibration.threshold per tau); the second half, disjoint,
+is where the threshold is measured: per tau the realised offload rate, the joint accuracy, and
+the joint accuracy of suppressing random requests to the same offload rate, paired on the same
+items (edgecl.calibration.offload_metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from edgecl import learner as learners
+from edgecl import paths
+from edgecl.calibration import calibration_record, offload_metrics, threshold
+from edgecl.cli.eval import _load_model
+from edgecl.cloud import make_cloud
+from edgecl.evaluate import evaluate
+from edgecl.store import Store
+from edgecl.tasks.registry import get_task
+
+CHUNK = 50
+TAUS = (0.1, 0.2, 0.3)
+
+
+class Slice:
+    """A task whose train split is items [start, stop) of another's: evaluate() in chunks."""
+
+    def __init__(self, task, start: int, stop: int) -> None:
+        self.task, self.start, self.stop = task, start, stop
+
+    def items(self, split: str) -> list:
+        return self.task.items(split)[self.start : self.stop]
+
+    def __getattr__(self, name: str):
+        return getattr(self.task, name)
+
+
+def warmup_version(learner: str) -> Path:
+    store = Store()
+    try:
+        me = learners.load(store, learner)
+        rows = [v for v in store.versions(learner) if v["kind"] == "warmup"]
+    finally:
+        store.close()
+    if me is None or not rows:
+        raise SystemExit(f"learner {learner!r} has no warm-up version: run `edgecl learn` first")
+    return learners.version_path(me, rows[-1]["version"])
+
+
+def measured_items(adapter: Path, n: int, max_tokens: int) -> list[dict]:
+    key = hashlib.sha256(f"{adapter.resolve()}:{max_tokens}".encode()).hexdigest()[:12]
+    cache = paths.data_dir() / "calibration-bench" / key
+    cache.mkdir(parents=True, exist_ok=True)
+    task = get_task("math")
+    engine = None
+    rows: list[dict] = []
+    for start in range(0, n, CHUNK):
+        path = cache / f"{start:05d}.json"
+        if not path.is_file():
+            if engine is None:
+                engine = _load_model(None, adapter)
+            cloud = make_cloud("reference", task=task)
+            report = evaluate(engine, Slice(task, start, start + CHUNK), cloud, None, max_tokens,
+                              split="train")  # fmt: skip
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(report["items"]))
+            tmp.replace(path)
+            print(f"items {start}-{start + CHUNK}: measured", flush=True)
+        rows += json.loads(path.read_text())
+    return rows[:n]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--adapter", type=Path, help="default: the learner's warm-up version")
+    parser.add_argument("--learner", default="default")
+    parser.add_argument("--items", type=int, default=300, help="per split (2 splits)")
+    parser.add_argument("--max-tokens", type=int, default=96)
+    args = parser.parse_args()
+    adapter = args.adapter or warmup_version(args.learner)
+    rows = measured_items(adapter, 2 * args.items, args.max_tokens)
+    calib, measure = rows[: args.items], rows[args.items :]
+    record = calibration_record({"n": len(calib), "items": calib}, None, "math")
+    asked = sum(r["help"] for r in measure) / len(measure)
+    print(f"adapter {adapter}: asks on {len(record['asked_scores'])}/{len(calib)} calibration "
+          f"items, {asked:.2f} of {len(measure)} measurement items")  # fmt: skip
+    print("| tau | threshold | offload rate | joint acc | random suppression | gain |")
+    print("|---|---|---|---|---|---|")
+    for tau in TAUS:
+        thr = threshold(record["asked_scores"], record["n_items"], tau)
+        m = offload_metrics(measure, thr)
+        gain = m["joint_acc"] - m["random_joint_acc"]
+        print(f"| {tau} | {thr:.3f} | {m['offload_rate']:.3f} | {m['joint_acc']:.3f} | "
+              f"{m['random_joint_acc']:.3f} | {gain:+.3f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
