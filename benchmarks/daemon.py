@@ -8,7 +8,11 @@ trials of one streamed answer through the daemon (the `openai` client) and one s
 mlx-lm's `stream_generate` on the same model, adapter, protocol messages and greedy settings:
 time to first token (first delta) and tokens/s after it, medians over the trials. Then
 `--clients` threads send `--requests` plain completions each at once: p50/p95 latency. No cloud
-(every answer local), so the numbers are the serving overhead. Prints one JSON object.
+(every answer local), so the numbers are the serving overhead. Then the same latency during an
+adaptation cycle: `--adapt` math questions with their answers are logged as if the cloud had
+answered them, the daemon starts a cycle on them (edgecl.adapt), and the clients run while it
+trains (stopping the daemon interrupts the cycle: nothing is promoted). Those exchanges stay in
+the log, so set EDGECL_HOME to a data dir of its own. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--requests", type=int, default=3, help="per client")
+    parser.add_argument("--adapt", type=int, default=32, help="workload items fed (0: no cycle)")
     args = parser.parse_args()
 
     from openai import OpenAI
@@ -81,7 +86,12 @@ def main() -> None:
     from edgecl.store import Store
 
     port = free_port()
-    daemon.start(["--max-tokens", str(args.max_tokens), "--budget", "0", "--no-log"], port)
+    log = daemon.home() / "daemon.log"
+    marker = f"benchmark {time.time()}"  # this run's part of the log
+    with log.open("a") as f:
+        f.write(marker + "\n")
+    adapt_args = ["--adapt-after", str(args.adapt), "--adapt-idle", "0"] if args.adapt else []
+    daemon.start(["--max-tokens", str(args.max_tokens), "--budget", "0", *adapt_args], port)
     try:
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=daemon.token())
         me = learners.load(Store(), "default")
@@ -109,6 +119,14 @@ def main() -> None:
         n = args.clients * args.requests
         with ThreadPoolExecutor(args.clients) as pool:
             latencies = sorted(pool.map(one, range(n)))
+        adapting = []
+        if args.adapt:
+            feed_workload(args.adapt)
+            while "adaptation: starting a cycle" not in log.read_text().split(marker)[-1]:
+                time.sleep(1)
+            time.sleep(20)  # past the cycle's model loading, into its DA-GRPO steps
+            with ThreadPoolExecutor(args.clients) as pool:
+                adapting = sorted(pool.map(one, range(n)))
     finally:
         daemon.stop()
 
@@ -125,7 +143,23 @@ def main() -> None:
         "concurrent": {"clients": args.clients, "requests": n,
                        "p50_s": round(latencies[n // 2], 3),
                        "p95_s": round(latencies[min(n - 1, int(0.95 * n))], 3)},
+        "during_adaptation": adapting and {
+            "p50_s": round(adapting[n // 2], 3),
+            "p95_s": round(adapting[min(n - 1, int(0.95 * n))], 3)},
     }))  # fmt: skip
+
+
+def feed_workload(n: int) -> None:
+    """`n` math train questions logged as answered by the cloud with their gold answers."""
+    from edgecl.store import Store
+    from edgecl.tasks.registry import get_task
+
+    store, task = Store(), get_task("math")
+    for item in task.items("train")[-n:]:
+        answer = f"<answer>{task.gold_answer(item)}</answer>"
+        store.log_exchange({"source": "daemon", "learner": "default", "cloud": 1, "help": 1,
+                            "prompt": item.question, "response": answer})  # fmt: skip
+    store.close()
 
 
 if __name__ == "__main__":
