@@ -146,10 +146,16 @@ def cycle(learner: str, tau: float, steps: int = 10, batch_size: int = 4, group_
                              max_tokens=max_tokens, warmup_steps=0, promote=False)  # fmt: skip
         entry = resolve_model(model)
         local = MLXModel.load(entry.mlx_dir, entry.name)
-        trainer = Trainer(config, local, store, on_event=on_event)
+        published = {}
+
+        def events(kind: str, data: dict) -> None:
+            published.update(data if kind == "published" else {})
+            on_event(kind, data)
+
+        trainer = Trainer(config, local, store, on_event=events)
         trainer.prepare()
         trainer.run()
-        row["candidate"] = max(v["version"] for v in store.versions(learner))
+        row["candidate"] = published["version"]
         local.load_adapter(learners.version_path(me, row["candidate"]))
         if faults.injected("adapt-regression"):  # tests: a candidate that got worse
             _regress(local)
