@@ -24,6 +24,7 @@ from edgecl.cli import (
     learn,
     log,
     models,
+    report,
     runs,
     status,
 )
@@ -47,6 +48,7 @@ app.command("chat")(chat.chat)
 app.command("calibrate")(calibrate.calibrate)
 app.add_typer(log.app, name="log")
 app.add_typer(daemon.app, name="daemon")
+app.command("report")(report.report)
 
 
 def storage_error(e: BaseException) -> str | None:
