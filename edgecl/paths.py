@@ -14,9 +14,12 @@ from platformdirs import user_data_dir
 
 
 def data_dir() -> Path:
-    """Root of edgecl's data, created on first use."""
+    """Root of edgecl's data, created on first use, readable by this user only (it holds chats
+    and adapters)."""
     root = Path(os.environ.get("EDGECL_HOME") or user_data_dir("edgecl", appauthor=False))
-    root.mkdir(parents=True, exist_ok=True)
+    if not root.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o700)
     return root
 
 

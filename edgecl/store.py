@@ -131,6 +131,8 @@ class Store:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else paths.db_path()
+        if not self.path.exists():  # this user's only: it holds the chat log (SQLite's -wal and
+            self.path.touch(mode=0o600)  # -shm files take the database's mode)
         self.db = sqlite_utils.Database(self.path)
         self.db.execute("PRAGMA busy_timeout = 10000")
         self.db.enable_wal()

@@ -54,6 +54,18 @@ def test_file_location_and_wal(store, tmp_path):
     assert store.db["steps"].pks == ["run", "step"]
 
 
+def test_the_data_dir_and_database_are_this_users_only(tmp_path, monkeypatch):
+    import stat
+
+    monkeypatch.setenv("EDGECL_HOME", str(tmp_path / "new" / "home"))
+    store = Store()
+    store.create_run("r", {"x": 1}, "math")  # a write: the -wal and -shm files exist now
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(paths.data_dir()) == 0o700
+    for name in ("edgecl.db", "edgecl.db-wal", "edgecl.db-shm"):
+        assert mode(paths.data_dir() / name) == 0o600, name
+
+
 def test_runs_round_trip(store):
     run = store.create_run("r1", {"G": 8, "budget": 0.3}, task="math:0.3,code:0.5")
     assert run["config"] == {"G": 8, "budget": 0.3} and run["status"] == "running"
