@@ -206,8 +206,11 @@ def adapt(
 ) -> None:
     """One adaptation cycle now: DA-GRPO on the logged workload, then the gate (edgecl.adapt)."""
     from edgecl.adapt import cycle
+    from edgecl.cli.learn import _Display
 
-    row = cycle(learner, budget, steps=steps, model=model)
+    progress = _Display()  # step lines, as learn prints them (into the daemon's log)
+    progress.total = steps
+    row = cycle(learner, budget, steps=steps, model=model, on_event=progress)
     verdict = "promoted (now current)" if row["promoted"] else "rejected (kept, not used)"
     typer.echo(f"adaptation {row['id']}: {row['exchanges']} verifiable exchanges, candidate "
                f"version {row['candidate']} {verdict}: {row['reason']}")  # fmt: skip

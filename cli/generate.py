@@ -37,6 +37,7 @@ def generate(
     from edgecl.models.registry import resolve_model
 
     entry = resolve_model(model)
+    entry.check_max_tokens(max_tokens)
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": prompt}
     ]

@@ -64,6 +64,10 @@ def learn(
 
     store = Store()
     if resume:
+        clash = [flag for flag, given in (("--task", task), ("--curriculum", curriculum),
+                                          ("--fresh", fresh)) if given]  # fmt: skip
+        if clash:
+            raise EdgeclError(f"--resume continues a run with its own settings: drop {clash[0]}")
         if not run_name:
             raise EdgeclError("--resume needs --run-name NAME (see edgecl runs list)")
         run = store.get_run(run_name)
@@ -129,6 +133,7 @@ def _build_trainer(config, store):
     world = World.init()  # more than one rank under `mlx.launch`: data parallel
     console.quiet = not world.is_main  # rank 0 speaks for all
     entry = resolve_model(config.model)
+    entry.check_max_tokens(config.max_tokens)
     model = MLXModel.load(entry.mlx_dir, entry.name)
     ranks = f", {world.size} data-parallel ranks" if world.size > 1 else ""
     console.print(

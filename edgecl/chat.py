@@ -137,7 +137,9 @@ def open_session(budget: float, cloud: str | None, cloud_url: str | None,
     from edgecl.cloud import make_cloud
     from edgecl.errors import EdgeclError
     from edgecl.generation import load_engine
+    from edgecl.models.registry import resolve_model
 
+    resolve_model(model).check_max_tokens(max_tokens)
     store = Store()
     me = learners.load(store, learner)
     adapter = None if base or me is None else learners.version_path(me)

@@ -34,6 +34,19 @@ class ModelEntry:
     source: str
     architecture: str
 
+    def context_length(self) -> int | None:
+        """Tokens the model attends over (its config's max_position_embeddings), if stated."""
+        path = Path(self.mlx_dir) / "config.json"
+        config = json.loads(path.read_text()) if path.is_file() else {}
+        return config.get("max_position_embeddings")
+
+    def check_max_tokens(self, max_tokens: int) -> None:
+        """A one-line error when `--max-tokens` cannot fit the model's context."""
+        context = self.context_length()
+        if context is not None and max_tokens >= context:
+            raise EdgeclError(f"--max-tokens {max_tokens} is beyond the context of {self.name} "
+                              f"({context} tokens, prompt included): use fewer")  # fmt: skip
+
     def card(self) -> dict | None:
         path = CARDS_DIR / f"{self.name}.json"
         return json.loads(path.read_text()) if path.is_file() else None
