@@ -34,7 +34,8 @@ def fake_server() -> Iterator[Callable[[list], tuple[str, list]]]:
     """A tiny HTTP server on 127.0.0.1 that plays a script of (status, headers, body) answers.
 
     Injected faults: it answers each POST with the next scripted reply (the last one repeats)
-    and records the request headers it saw.
+    and records the request headers it saw. A body of bytes is sent as is (malformed JSON, a
+    huge answer); a header "x-cut-after: N" sends N bytes of the body and hangs up.
     """
     servers = []
 
@@ -46,14 +47,18 @@ def fake_server() -> Iterator[Callable[[list], tuple[str, list]]]:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 seen.append(dict(self.headers))
                 status, headers, body = script[min(len(seen), len(script)) - 1]
-                data = json.dumps(body).encode()
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                headers = dict(headers)
+                cut = headers.pop("x-cut-after", None)  # send this many bytes, then hang up
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                self.wfile.write(data if cut is None else data[: int(cut)])
+                if cut is not None:
+                    self.close_connection = True
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -178,6 +183,30 @@ def test_remote_url_without_key_is_a_clear_error(monkeypatch):
     assert SECRET not in repr(cloud)
     with pytest.raises(EdgeclError, match="set OTHER_KEY"):
         OpenAICloud("https://api.example.com/v1", "gpt", api_key_env="OTHER_KEY")
+
+
+def ok_body(text: str = "4") -> dict:
+    return {"choices": [{"message": {"content": text}}], "usage": {"prompt_tokens": 5,
+            "completion_tokens": 1}}  # fmt: skip
+
+
+def test_a_body_cut_short_is_retried(fake_server):
+    url, seen = fake_server([(200, {"x-cut-after": "20"}, ok_body()), (200, {}, ok_body())])
+    reply = OpenAICloud(url, "m", backoff_s=0.01).complete(MESSAGES)
+    assert (reply.ok, reply.text, reply.attempts, len(seen)) == (True, "4", 2, 2)
+
+
+def test_an_answer_far_too_long_is_refused_not_retried(fake_server):
+    url, seen = fake_server([(200, {}, ok_body("x" * (2 << 20)))])
+    reply = OpenAICloud(url, "m", backoff_s=0.01).complete(MESSAGES)
+    assert (reply.ok, reply.status, reply.attempts, len(seen)) == (False, "too_long", 1, 1)
+    assert "ignored max_tokens" in reply.error
+
+
+def test_malformed_json_is_an_error_not_an_exception(fake_server):
+    url, _ = fake_server([(200, {}, b'{"choices": [{"message": ')])
+    reply = OpenAICloud(url, "m").complete(MESSAGES)
+    assert (reply.ok, reply.status) == (False, "error") and "malformed" in reply.error
 
 
 def test_malformed_200_is_an_error_not_an_exception(fake_server):

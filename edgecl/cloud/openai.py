@@ -7,6 +7,7 @@ logged or returned, so a run's database, logs and checkpoints cannot leak it.
 from __future__ import annotations
 
 import email.utils
+import json
 import os
 import time
 from typing import Any
@@ -18,14 +19,30 @@ from edgecl.cloud.base import CloudReply
 from edgecl.errors import EdgeclError
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+MAX_BODY_BYTES = 1 << 20  # a 1024-token answer is a few KiB; more means max_tokens was ignored
+
+
+class AnswerTooLong(Exception):
+    pass
+
+
+def _read_capped(resp: httpx.Response, cap: int) -> bytes:
+    """The body, refusing one over `cap` bytes before it is all in memory."""
+    chunks, size = [], 0
+    for chunk in resp.iter_bytes():
+        size += len(chunk)
+        if size > cap:
+            raise AnswerTooLong(f"the answer is over {cap} bytes: the server ignored max_tokens")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class OpenAICloud:
     """POST {base_url}/chat/completions with bounded retries.
 
-    Retried: 429 and 5xx, connection errors and timeouts, up to 1 + max_retries attempts,
-    waiting backoff_s * 2**k between them (or the server's Retry-After, capped at
-    max_retry_after_s). Other 4xx answers are final.
+    Retried: 429 and 5xx, connection errors, timeouts and bodies cut short, up to 1 +
+    max_retries attempts, waiting backoff_s * 2**k between them (or the server's Retry-After,
+    capped at max_retry_after_s). Other 4xx answers and bodies over MAX_BODY_BYTES are final.
     """
 
     simulated = False
@@ -94,9 +111,11 @@ class OpenAICloud:
         for attempt in range(1, self.max_retries + 2):
             wait = self.backoff_s * 2 ** (attempt - 1)
             try:
-                resp = self._http.post(
-                    f"{self.base_url}/chat/completions", json=body, headers=headers
-                )
+                url = f"{self.base_url}/chat/completions"
+                with self._http.stream("POST", url, json=body, headers=headers) as resp:
+                    raw = _read_capped(resp, MAX_BODY_BYTES)
+            except AnswerTooLong as exc:  # the server ignores max_tokens: asking again won't help
+                return self._fail("too_long", str(exc), attempt, start)
             except httpx.TimeoutException as exc:
                 status, error = "timeout", f"no answer within {self.timeout_s}s ({exc})"
             except httpx.RequestError as exc:  # connection, protocol, decoding, redirects
@@ -104,9 +123,9 @@ class OpenAICloud:
                 error = f"{type(exc).__name__}: {exc}"
             else:
                 if resp.status_code == 200:
-                    return self._parse(resp, attempt, start)
+                    return self._parse(raw, attempt, start)
                 status = f"http_{resp.status_code}"
-                error = _http_error(resp)
+                error = _http_error(resp.status_code, raw)
                 if resp.status_code != 429 and resp.status_code < 500:
                     return self._fail(status, _redact(error, key), attempt, start)
                 after = _retry_after(resp.headers.get("retry-after"))
@@ -116,9 +135,9 @@ class OpenAICloud:
                 time.sleep(wait)
         return self._fail(status, _redact(error, key), self.max_retries + 1, start)
 
-    def _parse(self, resp: httpx.Response, attempt: int, start: float) -> CloudReply:
+    def _parse(self, raw: bytes, attempt: int, start: float) -> CloudReply:
         try:
-            data = resp.json()
+            data = json.loads(raw)
             text = data["choices"][0]["message"].get("content") or ""
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             return self._fail("error", f"malformed completion: {exc!r}", attempt, start)
@@ -154,10 +173,10 @@ def _refused(exc: BaseException) -> bool:
     return False
 
 
-def _http_error(resp: httpx.Response) -> str:
-    if resp.status_code in (401, 403):
-        return f"HTTP {resp.status_code}: the endpoint rejected the key"  # bodies echo keys
-    return f"HTTP {resp.status_code}: {resp.text[:200]}"
+def _http_error(status: int, raw: bytes) -> str:
+    if status in (401, 403):
+        return f"HTTP {status}: the endpoint rejected the key"  # bodies echo keys
+    return f"HTTP {status}: {raw[:200].decode(errors='replace')}"
 
 
 def _retry_after(value: str | None) -> float | None:
