@@ -3,12 +3,16 @@
     python benchmarks/calibration.py                       # the learner's warm-up version
     python benchmarks/calibration.py --adapter PATH --items 300
 
-One greedy pass (the reference cloud, `--max-tokens`) over 2 x `--items` math train items, in
-chunks cached under the data dir (so it resumes). The first half is the calibration split, as
-`edgecl calibrate` uses it (edgecl.calibration.threshold per tau); the second half, disjoint,
-is where the threshold is measured: per tau the realised offload rate, the joint accuracy, and
-the joint accuracy of suppressing random requests to the same offload rate, paired on the same
-items (edgecl.calibration.offload_metrics).
+One greedy pass (the reference cloud, `--max-tokens`) over two splits, in chunks cached under
+the data dir (so it resumes):
+- calibration: the first `--items` math train items, as `edgecl calibrate` takes them
+  (edgecl.calibration.threshold per tau);
+- measurement: the train and eval items of math with seed 1, minus every problem that seed 0's
+  train or eval split holds (the same numbers, whatever the phrasing): about 380 problems that
+  neither the warm-up nor the calibration saw.
+On the measurement split, per tau: the realised offload rate, the joint accuracy, and the joint
+accuracy of suppressing random requests to the same offload rate, paired on the same items
+(edgecl.calibration.offload_metrics).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from edgecl import learner as learners
@@ -32,14 +37,14 @@ CHUNK = 50
 TAUS = (0.1, 0.2, 0.3)
 
 
-class Slice:
-    """A task whose train split is items [start, stop) of another's: evaluate() in chunks."""
+class Items:
+    """A task whose train split is the given items: evaluate() over any list, in chunks."""
 
-    def __init__(self, task, start: int, stop: int) -> None:
-        self.task, self.start, self.stop = task, start, stop
+    def __init__(self, task, items: list) -> None:
+        self.task, self.chosen = task, items
 
     def items(self, split: str) -> list:
-        return self.task.items(split)[self.start : self.stop]
+        return list(self.chosen)
 
     def __getattr__(self, name: str):
         return getattr(self.task, name)
@@ -57,39 +62,53 @@ def warmup_version(learner: str) -> Path:
     return learners.version_path(me, rows[-1]["version"])
 
 
-def measured_items(adapter: Path, n: int, max_tokens: int) -> list[dict]:
+def _numbers(item) -> str:
+    return re.sub(r"[^0-9+*/=x-]", "", item.question)
+
+
+def splits(n_calibration: int) -> tuple[list, list]:
+    """(calibration items, measurement items): see the module docstring."""
+    known = get_task("math")
+    fresh = get_task("math", None, 1)
+    seen = {_numbers(i) for split in ("train", "eval") for i in known.items(split)}
+    measure = [i for s in ("train", "eval") for i in fresh.items(s) if _numbers(i) not in seen]
+    return known.items("train")[:n_calibration], measure
+
+
+def measured(adapter: Path, items: list, max_tokens: int, label: str) -> list[dict]:
     key = hashlib.sha256(f"{adapter.resolve()}:{max_tokens}".encode()).hexdigest()[:12]
     cache = paths.data_dir() / "calibration-bench" / key
     cache.mkdir(parents=True, exist_ok=True)
     task = get_task("math")
     engine = None
     rows: list[dict] = []
-    for start in range(0, n, CHUNK):
-        path = cache / f"{start:05d}.json"
+    for start in range(0, len(items), CHUNK):
+        path = cache / f"{label}{start:05d}.json"
         if not path.is_file():
             if engine is None:
                 engine = _load_model(None, adapter)
             cloud = make_cloud("reference", task=task)
-            report = evaluate(engine, Slice(task, start, start + CHUNK), cloud, None, max_tokens,
-                              split="train")  # fmt: skip
+            chunk = Items(task, items[start : start + CHUNK])
+            report = evaluate(engine, chunk, cloud, None, max_tokens, split="train")
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps(report["items"]))
             tmp.replace(path)
-            print(f"items {start}-{start + CHUNK}: measured", flush=True)
+            print(f"{label or 'calibration '}items {start}-{start + CHUNK}: measured", flush=True)
         rows += json.loads(path.read_text())
-    return rows[:n]
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", type=Path, help="default: the learner's warm-up version")
     parser.add_argument("--learner", default="default")
-    parser.add_argument("--items", type=int, default=300, help="per split (2 splits)")
+    parser.add_argument("--items", type=int, default=300, help="calibration items")
     parser.add_argument("--max-tokens", type=int, default=96)
     args = parser.parse_args()
     adapter = args.adapter or warmup_version(args.learner)
-    rows = measured_items(adapter, 2 * args.items, args.max_tokens)
-    calib, measure = rows[: args.items], rows[args.items :]
+    calib_items, measure_items = splits(args.items)
+    calib = measured(adapter, calib_items, args.max_tokens, "")
+    measure = measured(adapter, measure_items, args.max_tokens, "measure-")
     record = calibration_record({"n": len(calib), "items": calib}, None, "math")
     asked = sum(r["help"] for r in measure) / len(measure)
     print(f"adapter {adapter}: asks on {len(record['asked_scores'])}/{len(calib)} calibration "
