@@ -1,7 +1,8 @@
 """Cloud faults end to end: `edgecl learn` and `edgecl chat` against a real local HTTP server
 that misbehaves on a script (500, 429 with Retry-After, malformed JSON, a body cut short, an
 answer far too long, then good answers). Both keep working, retries stay bounded, every call
-is logged, failed calls are not charged, and no training step is lost or repeated.
+is logged, failed calls are not charged, no training step is lost or repeated, and the API key
+is found nowhere in the data dir afterwards.
 
 .venv/bin/python -m pytest tests/test_cloud_faults.py -q
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 from test_chat import asking_model  # noqa: F401
 from test_cloud_openai import fake_server, ok_body  # noqa: F401
@@ -17,6 +19,7 @@ from test_cloud_openai import fake_server, ok_body  # noqa: F401
 from conftest import run_cli
 from edgecl.store import Store
 
+KEY = "sk-edgecl-test-4f1e9a7c0b"
 FAULTS = [
     (500, {}, {"error": {"message": "boom"}}),
     (429, {"Retry-After": "0"}, {"error": {"message": "slow down"}}),
@@ -36,7 +39,7 @@ def test_learn_keeps_going_through_cloud_faults(asking_model, fake_server, tmp_p
                      "0.5", "--steps", "4", "--batch-size", "2", "--group-size", "2",
                      "--max-tokens", "48", "--warmup-steps", "0", "--cloud", "openai",
                      "--cloud-model", "m", "--cloud-url", url, "--run-name", "faulty",
-                     home=os.environ["EDGECL_HOME"])  # fmt: skip
+                     home=os.environ["EDGECL_HOME"], env={"OPENAI_API_KEY": KEY})  # fmt: skip
     assert result.returncode == 0, result.stderr
     store = Store()
     assert [s["step"] for s in store.steps("faulty")] == [1, 2, 3, 4]  # none lost or repeated
@@ -47,6 +50,10 @@ def test_learn_keeps_going_through_cloud_faults(asking_model, fake_server, tmp_p
     assert sum(c["attempts"] for c in calls) == len(seen)  # every request made is accounted for
     assert all(c["attempts"] <= 4 for c in calls)  # bounded retries
     assert [c["charged"] for c in calls[:2]] == [0, 0] and calls[2]["charged"] == 1
+    # The key went to the server, and nowhere in the data dir (database, logs, checkpoints).
+    assert all(h.get("Authorization") == f"Bearer {KEY}" for h in seen)
+    files = [p for p in Path(os.environ["EDGECL_HOME"]).rglob("*") if p.is_file()]
+    assert files and not [p for p in files if KEY.encode() in p.read_bytes()]
 
 
 def test_chat_answers_locally_when_the_cloud_fails(asking_model, fake_server):  # noqa: F811
