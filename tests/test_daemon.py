@@ -172,7 +172,9 @@ def test_install_writes_a_service_that_systemd_accepts(tmp_path):
 
 def test_a_daily_cap_holds_across_the_daemon_and_chat_at_once(daemon, asking_model, llama_server):  # noqa: F811
     """Cap 2 calls a day on one data dir; 3 daemon requests and 2 `edgecl chat --once` at the
-    same time, every one of them asking for help: the real server sees 2 calls in all."""
+    same time, every one of them asking for help, while `edgecl learn` trains on the same
+    database: the real server sees 2 calls in all, no "database is locked" reaches anyone, and
+    no step or exchange is lost."""
     import subprocess
     import sys
     from concurrent.futures import ThreadPoolExecutor
@@ -190,11 +192,30 @@ def test_a_daily_cap_holds_across_the_daemon_and_chat_at_once(daemon, asking_mod
             "--budget", "1", "--calls-per-day", "2", "--max-tokens", "48", "--json",
             "--once"]  # fmt: skip
     env = dict(os.environ, EDGECL_HOME=daemon["home"])
-    chats = [subprocess.Popen([*chat, f"What is {k} + 3?"], stdout=subprocess.PIPE, text=True,
-                              env=env) for k in range(2)]  # fmt: skip
+    task = os.path.join(daemon["home"], "sums.jsonl")
+    with open(task, "w") as f:
+        f.writelines(json.dumps({"prompt": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n"
+                     for i in range(12))  # fmt: skip
+    learn = subprocess.Popen(  # and a training run on the same database meanwhile
+        [*chat[:3], "learn", "--task", task, "--model", str(asking_model), "--steps", "4",
+         "--batch-size", "2", "--group-size", "2", "--max-tokens", "48", "--warmup-steps", "0",
+         "--run-name", "beside"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env)  # fmt: skip
+    chats = [subprocess.Popen([*chat, f"What is {k} + 3?"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env)
+             for k in range(2)]  # fmt: skip
     with ThreadPoolExecutor(3) as pool:
         answers = list(pool.map(ask, range(3)))
-    outs = [json.loads(p.communicate(timeout=300)[0]) for p in chats]
+    ran = [p.communicate(timeout=300) for p in chats]
+    outs = [json.loads(out) for out, _ in ran]
+    trained = learn.communicate(timeout=600)[0]
+    assert learn.returncode == 0 and "locked" not in trained, trained
+    assert not [err for _, err in ran if "locked" in err]
+    from edgecl.store import Store
+
+    store = Store()
+    assert [s["step"] for s in store.steps("beside")] == [1, 2, 3, 4]  # no step lost
+    assert len(store.exchanges()) == 5  # every answer logged: 3 from the daemon, 2 from chat
     assert all(a["help_requested"] for a in answers) and all(o["help_requested"] for o in outs)
     used = sum(a["cloud_used"] for a in answers) + sum(o["cloud_answered"] for o in outs)
     assert used == 2
