@@ -175,6 +175,9 @@ def finish(store: Store, config, checkpoint: Path, step: int, lam: float) -> int
     """Publish a finished run's adapter as the learner's new current version and keep its lambda
     and budgets for the next run; with `config.promote` off, only as a candidate version."""
     learner = load(store, config.learner)
+    for version in store.versions(config.learner):  # resumed after it was published: once only
+        if (version["run"], version["step"], version["kind"]) == (config.run_name, step, "run"):
+            return version["version"]
     if config.promote:
         learner.lam = lam
         learner.taus.update({p.task: p.budget for p in config.phases})

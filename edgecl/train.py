@@ -128,6 +128,7 @@ class Trainer:
                 status="running",
                 adapter_dir=str(self.checkpoint),
             )
+            faults.point("run-created")
         if self.world.is_main:
             self.general = base_answers(self.model)  # kept by self-distillation while learning
             if self.state.warmup is None:
@@ -254,9 +255,11 @@ class Trainer:
             raise
         if self.world.is_main:
             self.store.update_run(self.config.run_name, status="done")
+            faults.point("run-done")
             version = learners.finish(
                 self.store, self.config, self._checkpoint(), self.state.step, self.state.lam
             )
+            faults.point("run-published")
             self.on_event("published", {"learner": self.config.learner, "version": version})
         self.on_event("done", {"step": self.state.step, "lambda": self.state.lam})
 
@@ -302,6 +305,7 @@ class Trainer:
         tau = self.schedules[phase].at(phase_step)
         started = time.perf_counter()
         rollout = self.rollout(phase, phase_step)
+        faults.point("step-sampled")
         lam = self.state.lam
         weights = self.weights(rollout, lam)
         start = time.perf_counter()
@@ -327,6 +331,7 @@ class Trainer:
                 kl = float(self.world.sum([self.model.anchor_kl])[0]) / self.world.size
                 self.state.kl = kl
         seconds_grad = time.perf_counter() - start
+        faults.point("step-updated")
         j_c = batch_cost_ratio(rollout.costs)
         new_lam = dual_update(lam, j_c, tau, c.dual_lr, LAMBDA_MAX)
         self.state.ratios = [*self.state.ratios, j_c][-RATIO_WINDOW:]
