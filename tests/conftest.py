@@ -13,6 +13,8 @@ from edgecl.backends.blas import preload_openblas
 
 preload_openblas()  # before anything imports mlx
 
+pytest_plugins = ["reliability"]  # writes docs/reliability.md when EDGECL_RELIABILITY_DOC is set
+
 
 @pytest.fixture(autouse=True)
 def edgecl_home(tmp_path, monkeypatch):
