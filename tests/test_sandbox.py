@@ -140,6 +140,28 @@ LINUX_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Li
 
 
 @LINUX_ONLY
+def test_reads_outside_the_sandbox_and_python_are_refused(tmp_path: Path, monkeypatch):
+    """Nothing but its own dir, Python and the system libraries: not the data dir's database,
+    not a file beside it, not a dir of keys (listing or reading)."""
+    from edgecl.store import Store
+
+    monkeypatch.setenv("EDGECL_HOME", str(tmp_path / "home"))
+    db = Store().path
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the user's")
+    ssh = tmp_path / ".ssh"  # a stand-in for ~/.ssh: a dir of keys outside the sandbox
+    ssh.mkdir()
+    (ssh / "id_ed25519").write_text("key")
+    for target in (db, secret, ssh, ssh / "id_ed25519"):
+        t = repr(str(target))
+        code = f"import os\nos.listdir({t}) if os.path.isdir({t}) else open({t}).read()"
+        result = run_python(code)
+        assert not result.passed and "Permission" in result.output, (target, result.output)
+    works = "import json, numpy, sqlite3\nopen('mine.txt', 'w').write('x')\nopen('mine.txt')"
+    assert run_python(works).passed, run_python(works).output  # its dir, stdlib, site-packages
+
+
+@LINUX_ONLY
 def test_landlock_layer_alone_confines_writes(tmp_path: Path):
     """The kernel layer on its own (no audit hook): writes outside are denied, inside work."""
     work = tmp_path / "work"

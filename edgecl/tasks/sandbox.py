@@ -20,8 +20,13 @@ broken program can loop forever or eat the machine. Each run gets:
   rlimits and ctypes are refused by the audit hook; Landlock also refuses execve and (ABI >= 6)
   signals to processes outside the sandbox.
 
-What is NOT contained: reading files the user can read (the code can see your home dir);
-the audit hook is a Python-level guard, not a security boundary against native code (ctypes
+- file reads confined too: Landlock lets the child read only its temp dir, the Python
+  installation (stdlib, site-packages) and the system's shared-library dirs (`_readable()`), so
+  it cannot read edgecl's database, the data dir, your home dir or ~/.ssh.
+
+What is NOT contained: where Landlock is missing (macOS, Linux < 5.13, some containers), the
+code can read every file the user can (the read layer has no fallback); the audit hook is a
+Python-level guard, not a security boundary against native code (ctypes
 is refused, but a C extension already installed could bypass it), so on systems without
 Landlock/namespaces (macOS, old kernels, some containers) confinement of writes and network
 is best effort. For hostile code use a VM or container. "Passed" needs the program to run to
@@ -99,8 +104,9 @@ def _landlock(root):
     if abi < 1:
         return
     fs = 0
-    for bit in (0, 1, 4, 5, 6, 7, 8, 9, 10, 11, 12):  # execute, write_file, remove_*, make_*
+    for bit in range(13):  # execute, write_file, read_file, read_dir, remove_*, make_*
         fs |= 1 << bit
+    read = (1 << 2) | (1 << 3)
     if abi >= 2:
         fs |= 1 << 13  # refer
     if abi >= 3:
@@ -120,11 +126,23 @@ def _landlock(root):
         os.close(pfd)
 
     allow(root, fs & ~1)
+    for path in _readable():
+        allow(path, read if os.path.isdir(path) else 1 << 2)
     if os.path.exists("/dev/null"):
-        allow("/dev/null", (1 << 1) | ((1 << 14) if abi >= 3 else 0))
+        allow("/dev/null", (1 << 1) | (1 << 2) | ((1 << 14) if abi >= 3 else 0))
     libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
     sc(446, fd, 0)  # landlock_restrict_self
     os.close(fd)
+
+
+def _readable():
+    # What the code may read besides its own dir: the Python installation (stdlib and
+    # site-packages) and the system's shared libraries; not the home dir, not the data dir.
+    import sysconfig
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, *sysconfig.get_paths().values(),
+             os.path.dirname(os.path.realpath(sys.executable)), "/lib", "/lib64", "/usr/lib",
+             "/usr/lib64", "/usr/local/lib", "/etc/ld.so.cache", "/dev/urandom"}
+    return sorted(p for p in paths if p and os.path.exists(p))
 
 
 def _make_hook(root):
