@@ -209,3 +209,42 @@ def test_the_child_environment_is_minimal(monkeypatch: pytest.MonkeyPatch):
     assert "EDGECL_SECRET_FOR_TEST" not in result.output and "s3cret" not in result.output
     assert "edgecl-sandbox-" in result.output
     assert os.environ["EDGECL_SECRET_FOR_TEST"] == "s3cret"
+
+
+def test_threads_are_capped():
+    """RLIMIT_NPROC as a user; as root (which it does not bind), a pids cgroup of PIDS_MAX."""
+    bomb = "import threading, time\nfor _ in range(64):\n"
+    bomb += "    threading.Thread(target=time.sleep, args=(3,)).start()"
+    result = run_python(bomb, timeout_s=20)
+    assert not result.passed and "can't start new thread" in result.output, result.output
+    assert not list(Path("/sys/fs/cgroup/pids").glob("edgecl-sandbox-*"))  # removed after
+
+
+def test_a_fork_bomb_huge_output_and_killing_the_parent_are_contained():
+    bomb = run_python("import os\nwhile True:\n    os.fork()")
+    assert not bomb.passed and "sandbox" in bomb.output
+    flood = run_python("while True:\n    print('x' * 10000)", max_output_mb=1)
+    assert not flood.passed and len(flood.output) <= sandbox.OUTPUT_TAIL_CHARS
+    parent = run_python("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
+    assert not parent.passed and "sandbox" in parent.output
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as a user, the suite above already is that run")
+def test_the_sandbox_suite_also_passes_as_an_unprivileged_user(tmp_path: Path):
+    """The same tests as uid 65534, as a normal user's edgecl runs them. It keeps only
+    CAP_DAC_READ_SEARCH, to reach an interpreter installed under /root (pyenv); for the same
+    reason its network namespace layer cannot start that interpreter (a user namespace drops
+    the capability), so that one layer is left out: Landlock and the audit hook still block
+    the network (test_network_is_blocked_inside_but_works_from_the_parent runs)."""
+    tmp_path.chmod(0o777)
+    user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+            "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]  # fmt: skip
+    done = subprocess.run(
+        [*user, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+         "-k", "not unprivileged_user and not network_namespace_layer", "--basetemp",
+         str(tmp_path / "t")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "failed" not in done.stdout and "skipped" not in done.stdout, done.stdout[-500:]

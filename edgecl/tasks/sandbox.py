@@ -8,7 +8,9 @@ broken program can loop forever or eat the machine. Each run gets:
   whole process group is killed;
 - resource limits set in the child before the untrusted code runs: RLIMIT_AS (memory),
   RLIMIT_CPU, RLIMIT_FSIZE (largest file, also caps the captured output), RLIMIT_NPROC=0
-  (no new processes or threads; the kernel does not enforce it for root), RLIMIT_CORE=0;
+  (no new processes or threads; the kernel does not enforce it for root), RLIMIT_CORE=0; as
+  root, a pids cgroup of its own caps processes and threads at PIDS_MAX instead (a root
+  without a writable cgroup hierarchy keeps only the audit hook and Landlock against forks);
 - no network, in up to three layers: a new network namespace via `unshare -n` (root) or
   `unshare -rn` (user namespace) where that works (Linux), Landlock denying TCP bind/connect
   (Linux >= 6.7), and in every case a Python audit hook that refuses socket creation,
@@ -228,6 +230,39 @@ class SandboxResult:
     seconds: float = 0.0
 
 
+PIDS_MAX = 8  # processes and threads of one run, when RLIMIT_NPROC does not bind (root)
+
+
+def _pids_cgroup() -> Path | None:
+    """As root, a new cgroup that caps the run's processes and threads at PIDS_MAX (cgroup v1's
+    pids hierarchy, or v2 where pids is enabled); None where none can be made."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None
+    for root in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
+        group = root / f"edgecl-sandbox-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            group.mkdir()
+        except OSError:
+            continue
+        try:
+            (group / "pids.max").write_text(str(PIDS_MAX))
+            return group
+        except OSError:
+            _remove_cgroup(group)
+    return None
+
+
+def _remove_cgroup(group: Path) -> None:
+    for _ in range(50):  # its processes may take a moment to be reaped
+        try:
+            for pid in (group / "cgroup.procs").read_text().split():
+                os.kill(int(pid), signal.SIGKILL)
+            group.rmdir()
+            return
+        except (OSError, ValueError):
+            time.sleep(0.02)
+
+
 @functools.lru_cache(maxsize=1)
 def _unshare_prefix() -> tuple[str, ...]:
     """`unshare -n` (or `-rn` unprivileged) if this machine allows new network namespaces."""
@@ -283,6 +318,9 @@ def run_python(
             str(max_output_mb * 1024 * 1024),
         ]
         timed_out = False
+        group = _pids_cgroup()
+        join = None if group is None else lambda: (group / "cgroup.procs").write_text(
+            str(os.getpid()))  # fmt: skip
         with open(tmp_path / "stdin", "rb") as stdin, open(tmp_path / "out", "wb") as out:
             try:
                 proc = subprocess.Popen(
@@ -293,8 +331,9 @@ def run_python(
                     cwd=work,
                     env=env,
                     start_new_session=True,
+                    preexec_fn=join,
                 )
-            except OSError as exc:
+            except (OSError, subprocess.SubprocessError) as exc:
                 return SandboxResult(False, "error", f"could not start python: {exc}")
             try:
                 rc = proc.wait(timeout=timeout_s)
@@ -302,6 +341,9 @@ def run_python(
                 timed_out = True
                 _kill_group(proc)
                 rc = proc.wait()
+            finally:
+                if group is not None:
+                    _remove_cgroup(group)
         output = _tail(tmp_path / "out")
     seconds = time.monotonic() - start
     marker = "\n" + nonce + "\n"
