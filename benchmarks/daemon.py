@@ -90,7 +90,13 @@ def main() -> None:
     marker = f"benchmark {time.time()}"  # this run's part of the log
     with log.open("a") as f:
         f.write(marker + "\n")
-    adapt_args = ["--adapt-after", str(args.adapt), "--adapt-idle", "0"] if args.adapt else []
+    from edgecl.adapt import new_since_last_cycle
+
+    store = Store()
+    pending = new_since_last_cycle(store, "default")  # left by an earlier run: not a trigger
+    store.close()
+    after = str(pending + args.adapt)
+    adapt_args = ["--adapt-after", after, "--adapt-idle", "0"] if args.adapt else []
     daemon.start(["--max-tokens", str(args.max_tokens), "--budget", "0", *adapt_args], port)
     try:
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=daemon.token())
