@@ -227,10 +227,11 @@ class AdaptLoop:
 
     def _tick(self, store: Store) -> None:
         if self.proc is None:
+            idle = time.time() - self.last_request() >= self.idle_s
+            if not idle or self.busy() or time.time() < self.retry_at:
+                return  # the log is read only when a cycle could start
             fresh = new_since_last_cycle(store, self.learner)
-            idle = time.time() - self.last_request()
-            due = time.time() >= self.retry_at and not self.busy()
-            if due and fresh >= self.after and idle >= self.idle_s:
+            if fresh >= self.after:
                 self.log(f"adaptation: starting a cycle on {fresh} new verifiable exchanges")
                 cmd = [sys.executable, "-m", "edgecl.cli.main", "daemon", "adapt",
                        "--learner", self.learner, *self.cycle_args]  # fmt: skip
