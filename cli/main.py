@@ -54,9 +54,9 @@ app.command("report")(report.report)
 def storage_error(e: BaseException) -> str | None:
     """One line for a full disk or a read-only data dir (what was written before stays
     consistent: SQLite rolls back, adapters are written aside and renamed); None otherwise."""
-    from platformdirs import user_data_dir
+    from edgecl.paths import data_dir_path
 
-    home = os.environ.get("EDGECL_HOME") or user_data_dir("edgecl", appauthor=False)
+    home = str(data_dir_path())  # not data_dir(): that would try to create it
     code = getattr(e, "errno", None)
     if code is None and isinstance(e, sqlite3.Error):  # SQLite says "disk I/O error": ask the disk
         code = _write_errno(home)

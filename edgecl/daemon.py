@@ -120,26 +120,17 @@ def stop(wait_s: float = 60.0) -> int | None:
     running = state()
     if running is None:
         return None
+    from edgecl.learner import process_alive
+
     os.kill(running["pid"], signal.SIGTERM)
     deadline = time.time() + wait_s
-    while time.time() < deadline and _alive(running["pid"]):  # its state file goes first: an
-        time.sleep(0.2)  # adaptation cycle may still be finishing, with the lock held
-    if _alive(running["pid"]):
+    # Wait for the process, not its state file, which goes first: an adaptation cycle may still
+    # be finishing, with the lock held.
+    while time.time() < deadline and process_alive(running["pid"]):
+        time.sleep(0.2)
+    if process_alive(running["pid"]):
         raise EdgeclError(f"the daemon (pid {running['pid']}) did not stop in {wait_s:.0f} s")
     return running["pid"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (our own child, not yet reaped) has stopped
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
-    except ChildProcessError:
-        return True
 
 
 def status() -> dict:

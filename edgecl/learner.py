@@ -104,7 +104,7 @@ def publish(
     root = versions_dir(learner.name)
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):  # left by a writer that was killed
-        if not _alive(int(stale.name.split("-")[1])):
+        if not process_alive(int(stale.name.split("-")[1])):
             shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -132,14 +132,18 @@ def publish(
     return version
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs (someone else's counts; our own unreaped zombie not)."""
     try:
-        os.kill(pid, 0)  # PermissionError: alive, someone else's
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        pass
-    return True
+        return True
+    try:
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:  # not our child: kill(pid, 0) said it runs
+        return True
 
 
 def use(store: Store, learner: Learner, version: int) -> None:

@@ -13,10 +13,15 @@ from pathlib import Path
 from platformdirs import user_data_dir
 
 
+def data_dir_path() -> Path:
+    """Where edgecl's data lives ($EDGECL_HOME, else the platform's user data dir), not created."""
+    return Path(os.environ.get("EDGECL_HOME") or user_data_dir("edgecl", appauthor=False))
+
+
 def data_dir() -> Path:
     """Root of edgecl's data, created on first use, readable by this user only (it holds chats
     and adapters)."""
-    root = Path(os.environ.get("EDGECL_HOME") or user_data_dir("edgecl", appauthor=False))
+    root = data_dir_path()
     if not root.is_dir():
         root.mkdir(parents=True, exist_ok=True)
         root.chmod(0o700)
