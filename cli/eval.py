@@ -5,6 +5,7 @@ edgecl eval --task math --base                   # the base model
 edgecl eval --task math --run my-run             # a run's latest checkpoint (and its model)
 edgecl eval --task math-easy --adapter ./adapter --limit 50 --json
 edgecl eval --task math --run my-run --split unseen      # eval problems in unseen phrasings
+edgecl eval --task math --run edge --router naive-router --budget 0.3   # a routing baseline
 edgecl eval --task math --run my-run --cloud openai --cloud-model NAME \
     --cloud-url http://127.0.0.1:8080/v1 --cloud-key-env OPENAI_API_KEY
 
@@ -49,6 +50,9 @@ def eval_(
     cloud_model: str = typer.Option(None, help="Model name at the cloud endpoint."),
     cloud_key_env: str = typer.Option(None, help="Env var holding the API key (never stored)."),
     seed: int = typer.Option(None, help="Task seed (default: the run's, else 0)."),
+    router: str = typer.Option(
+        None, help="A routing baseline instead: naive-router, router or cloud-only (--budget)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Evaluate the learner's current adapter, a run's checkpoint, an adapter or the base model."""
@@ -74,7 +78,9 @@ def eval_(
             me = learners.load(store, learner)
             adapter = learners.version_path(me) if me else None
         thr = None
-        if budget is not None:
+        if router is not None and router != "cloud-only" and budget is None:
+            raise EdgeclError(f"--router {router} offloads a tau fraction: give --budget TAU")
+        if budget is not None and router is None:
             thr = learners.calibrated_threshold(learners.load(store, learner), budget)
             if thr is None or run is not None or base:
                 raise EdgeclError(
@@ -95,7 +101,13 @@ def eval_(
 
         from edgecl.evaluate import evaluate, record
 
-        report = evaluate(local, the_task, the_cloud, limit, max_tokens, seed=seed, split=split)
+        if router is not None:
+            from edgecl.routing import evaluate_routed
+
+            report = evaluate_routed(local, the_task, the_cloud, router, budget or 1.0, limit,
+                                     max_tokens, seed, split, adapter_path)  # fmt: skip
+        else:
+            report = evaluate(local, the_task, the_cloud, limit, max_tokens, seed, split=split)
         if thr is not None:
             from edgecl.calibration import offload_metrics
 
@@ -111,7 +123,8 @@ def eval_(
 
 
 def _checkpoint(run: str) -> Path:
-    from edgecl.train import run_dir, saved_adapter
+    from edgecl.backends.adapter_files import saved_adapter
+    from edgecl.train import run_dir
 
     path = saved_adapter(run_dir(run) / "adapter")
     if path is None:
@@ -148,6 +161,12 @@ def _print(report: dict, task: str, run: str | None, adapter: str | None, model:
     table.add_row("mean response tokens", f"{report['mean_tokens']:.1f}")
     failed = f", {report['n_cloud_failed']} failed" if report["n_cloud_failed"] else ""
     table.add_row("cloud calls", escape(f"{report['n_cloud_calls']}{failed} ({report['cloud']})"))
+    if "router" in report:  # a routing baseline: the model's own help requests play no part
+        kept = report["local_subset_acc"]
+        table.add_row("accuracy on the items kept local", "n/a" if kept is None else f"{kept:.3f}")
+        table.add_row("router", escape(f"{report['router']} at tau {report['tau']:g}"))
+        Console().print(table)
+        return
     auroc = report["help_auroc"]
     table.add_row("help AUROC vs local failure", "n/a" if auroc is None else f"{auroc:.3f}")
     if "calibrated" in report:

@@ -6,6 +6,7 @@
         --max-tokens 64 --cloud reference --run-name smoke
     edgecl learn --run-name smoke --resume
     edgecl learn --task qa --budget 0.3      # the next task: from the learner's adapter and lambda
+    edgecl learn --task math --method gapg   # a baseline of the paper (edgecl.core.methods)
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def learn(
     rewarm: bool = typer.Option(False, help="Warm up again instead of reusing a stored warm-up."),
     learner: str = typer.Option(None, help="The learner whose adapter this run continues."),
     fresh: bool = typer.Option(False, help="Start from the base model, not the learner's adapter."),
+    method: str = typer.Option(None, help="da-grpo; baselines: grpo-hier gapg gvpo edge-only."),
+    assist_reward: float = typer.Option(None, help="Baselines: reward of a right cloud answer."),
 ) -> None:
     """Train the local model on a task with a cloud budget (DA-GRPO)."""
     from edgecl.config import (
@@ -89,7 +92,8 @@ def learn(
         cloud_options = {"base_url": cloud_url, "model": cloud_model, "api_key_env": cloud_key_env}
         given = {"lr": lr, "dual_lr": dual_lr, "lambda_init": lambda_init, "cloud": cloud,
                  "seed": seed, "scale_rewards": scale_rewards, "warmup_steps": warmup_steps,
-                 "help_steps": help_steps, "learner": learner, "kl_coef": kl}  # fmt: skip
+                 "help_steps": help_steps, "learner": learner, "kl_coef": kl,
+                 "method": method, "assist_reward": assist_reward}  # fmt: skip
         config = TrainConfig(
             run_name=run_name
             or f"{phases[0].task.split('/')[-1]}-{time.strftime('%Y%m%d-%H%M%S')}",

@@ -15,6 +15,7 @@ import typer
 
 from edgecl.cli import (
     adapters,
+    bench,
     calibrate,
     chat,
     daemon,
@@ -49,6 +50,7 @@ app.command("calibrate")(calibrate.calibrate)
 app.add_typer(log.app, name="log")
 app.add_typer(daemon.app, name="daemon")
 app.command("report")(report.report)
+app.add_typer(bench.app, name="bench")
 
 
 def storage_error(e: BaseException) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from edgecl.core.dual import DUAL_LR, TauSchedule
+from edgecl.core.methods import get_method
 from edgecl.errors import EdgeclError
 
 PRESETS = {
@@ -33,6 +34,8 @@ class TrainConfig:
     model: str | None = None
     learner: str = "default"  # edgecl.learner: whose current adapter and lambda the run continues
     fresh: bool = False  # start from the base model, whatever the learner has
+    method: str = "da-grpo"  # or a baseline of the paper: edgecl.core.methods
+    assist_reward: float | None = None  # hierarchical methods; None: the paper's per task kind
     batch_size: int = 4
     group_size: int = 8
     max_tokens: int = 128
@@ -68,6 +71,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not self.phases:
             raise EdgeclError("nothing to learn: give --task or --curriculum")
+        get_method(self.method)  # a bad name fails before anything runs
+        if self.method == "edge-only":
+            self.help_steps = 0  # its warm-up teaches the format only, never the help request
         for phase in self.phases:
             TauSchedule.parse(phase.budget)  # a bad budget fails before anything runs
             if phase.steps < 1:

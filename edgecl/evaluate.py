@@ -108,7 +108,7 @@ def evaluate(
         "mean_tokens": sum(r["tokens"] for r in rows) / n,
         "n_cloud_calls": len(calls),
         "n_cloud_failed": sum(not c["ok"] for c in calls),
-        "cloud": cloud.name,
+        "cloud": getattr(cloud, "name", None),  # None: no cloud (the routing baselines)
         "simulated": bool(getattr(cloud, "simulated", False)),
         "max_tokens": max_tokens,
         "seed": seed,

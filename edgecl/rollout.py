@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from edgecl.backends.base import Completion
 from edgecl.cloud.base import CloudReply
 from edgecl.core.protocol import STOP_STRINGS, build_messages, requests_help
@@ -22,13 +24,17 @@ class Rollout:
     prompt_ids: list[list[int]]
     completions: list[Completion]  # prompt-major, G per prompt
     scores: list[SampleScore]
-    correct: list[bool]  # composed response right and well formatted (r == 1 in eq. 13)
     cloud_calls: list[dict] = field(default_factory=list)  # one row per new real cloud call
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def rewards(self) -> list[float]:
         return [s.reward for s in self.scores]
+
+    @property
+    def correct(self) -> list[bool]:
+        """Per sample: the composed response is well formatted and right (r = 1 in eq. 13)."""
+        return [s.correct for s in self.scores]
 
     @property
     def costs(self) -> list[float]:
@@ -63,7 +69,6 @@ class Rollout:
             d["prompt_ids"],
             [Completion(**c) for c in d["completions"]],
             [SampleScore(**s) for s in d["scores"]],
-            d["correct"],
             d["cloud_calls"],
             d["seconds"],
         )
@@ -95,7 +100,7 @@ def merge(parts: list[Rollout], owners: list[list[int]]) -> Rollout:
     for rank, positions in enumerate(owners):
         for local, position in enumerate(positions):
             slot[position] = (rank, local)
-    items, prompt_ids, completions, scores, correct = [], [], [], [], []
+    items, prompt_ids, completions, scores = [], [], [], []
     for position, (rank, local) in enumerate(slot):
         part = parts[rank]
         items.append(part.items[local])
@@ -104,11 +109,21 @@ def merge(parts: list[Rollout], owners: list[list[int]]) -> Rollout:
             if c.prompt_index == local:
                 completions.append(Completion(**{**asdict(c), "prompt_index": position}))
                 scores.append(part.scores[k])
-                correct.append(part.correct[k])
     by_item = {item.id: k for k, item in enumerate(items)}
     calls = sorted((c for p in parts for c in p.cloud_calls), key=lambda c: by_item[c["item_id"]])
     seconds = {k: max(p.seconds.get(k, 0.0) for p in parts) for k in parts[0].seconds}
-    return Rollout(items, prompt_ids, completions, scores, correct, calls, seconds)
+    return Rollout(items, prompt_ids, completions, scores, calls, seconds)
+
+
+def log_ratios(model, rollout: Rollout) -> np.ndarray:
+    """Per sample: log pi(y|x) - log pi_base(y|x), summed over its tokens, where pi_base is the
+    model with the adapter switched off (GVPO's reference policy)."""
+    prompts = [rollout.prompt_ids[o.prompt_index] for o in rollout.completions]
+    targets = [o.token_ids for o in rollout.completions]
+    policy = model.sequence_logprobs(prompts, targets)
+    with model.adapter_disabled():
+        base = model.sequence_logprobs(prompts, targets)
+    return np.array([a.sum() - b.sum() for a, b in zip(policy, base)])
 
 
 def answer_of(parsed, kind: str) -> str | None:
@@ -128,7 +143,8 @@ def collect(
     seed: int = 0,
     reward_variant: str = "literal",
 ) -> Rollout:
-    """Sample, ask the cloud once per help-seeking group, compose and score."""
+    """Sample, ask the cloud once per help-seeking group, compose and score. With no `cloud`
+    (edge-only), a help request is scored as a failed call: r = 0 if well formatted."""
     seconds = {"sample": 0.0, "cloud": 0.0, "score": 0.0}
     messages = [build_messages(task.kind, item.question, item.choices) for item in items]
     prompt_ids = [model.chat_ids(m) for m in messages]
@@ -137,11 +153,11 @@ def collect(
         prompt_ids, group_size, max_tokens, temperature, top_p, stop=STOP_STRINGS, seed=seed
     )
     seconds["sample"] = time.perf_counter() - start
-    scores, correct, calls = [], [], []
+    scores, calls = [], []
     for p, item in enumerate(items):
         group = completions[p * group_size : (p + 1) * group_size]
         reply = None
-        if any(requests_help(c.text) for c in group):
+        if cloud is not None and any(requests_help(c.text) for c in group):
             start = time.perf_counter()
             reply = cloud.complete(messages[p], item)
             seconds["cloud"] += time.perf_counter() - start
@@ -164,10 +180,9 @@ def collect(
                 c.truncated,
                 is_correct,
                 cloud_text=reply.text if reply is not None and reply.ok else None,
-                cloud_failed=reply is not None and not reply.ok,
+                cloud_failed=reply is None or not reply.ok,  # no cloud: a help request fails
                 variant=reward_variant,
             )
             scores.append(score)
-            correct.append(score.reward == 1.0)
         seconds["score"] += time.perf_counter() - start
-    return Rollout(items, prompt_ids, completions, scores, correct, calls, seconds)
+    return Rollout(items, prompt_ids, completions, scores, calls, seconds)

@@ -83,6 +83,16 @@ SCHEMA: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
          "details": T},
         "id",
     ),
+    "bench_points": (  # edgecl.bench.continual: every task's eval along a job's task sequence
+        {"bench": T, "job": T, "method": T, "sequence": T, "seed": N, "step": N, "phase": N,
+         "task": T, "n": N, "local_acc": R, "joint_acc": R, "cloud_ratio": R, "created": T},
+        ("bench", "job", "step", "task"),
+    ),
+    "bench_table": (  # its Table 1: per method, task and kind of response
+        {"bench": T, "method": T, "task": T, "responses": T, "during": R, "post": R,
+         "forgetting": R, "cloud_during": R, "cloud_after": R, "created": T},
+        ("bench", "method", "task", "responses"),
+    ),
 }  # fmt: skip
 JSON_COLUMNS = {"config", "details", "warmup", "state"}
 # MIGRATIONS[k] takes a database from version k to k + 1; SCHEMA above is the result of them all.
@@ -115,6 +125,16 @@ MIGRATIONS: list[list[str]] = [
         "[started] TEXT, [finished] TEXT, [run] TEXT, [exchanges] INTEGER, "
         "[last_exchange] INTEGER, [from_version] INTEGER, [candidate] INTEGER, "
         "[promoted] INTEGER, [reason] TEXT, [details] TEXT)",
+    ],
+    [  # 7: the continual benchmark (edgecl.bench.continual)
+        "CREATE TABLE [bench_points] ([bench] TEXT NOT NULL, [job] TEXT NOT NULL, [method] TEXT, "
+        "[sequence] TEXT, [seed] INTEGER, [step] INTEGER NOT NULL, [phase] INTEGER, "
+        "[task] TEXT NOT NULL, [n] INTEGER, [local_acc] FLOAT, [joint_acc] FLOAT, "
+        "[cloud_ratio] FLOAT, [created] TEXT, PRIMARY KEY ([bench], [job], [step], [task]))",
+        "CREATE TABLE [bench_table] ([bench] TEXT NOT NULL, [method] TEXT NOT NULL, "
+        "[task] TEXT NOT NULL, [responses] TEXT NOT NULL, [during] FLOAT, [post] FLOAT, "
+        "[forgetting] FLOAT, [cloud_during] FLOAT, [cloud_after] FLOAT, [created] TEXT, "
+        "PRIMARY KEY ([bench], [method], [task], [responses]))",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -286,15 +306,8 @@ class Store:
 
     def save_learner(self, row: dict) -> None:
         """Insert or replace the learner row `row` (its `name` is the key)."""
-        _check_columns("learners", row)
-        row = {**row, "updated": now()}
-        cols = ", ".join(f"[{k}]" for k in row)
-        marks = ", ".join("?" for _ in row)
         with self.db.conn:
-            self.db.conn.execute(
-                f"INSERT OR REPLACE INTO learners ({cols}) VALUES ({marks})",
-                [_encode(k, v) for k, v in row.items()],
-            )
+            _insert(self.db.conn, "learners", [{**row, "updated": now()}], "INSERT OR REPLACE")
 
     def add_version(self, row: dict) -> None:
         """Record a published adapter version (edgecl.learner.publish numbers it)."""
@@ -311,9 +324,7 @@ class Store:
             _insert(self.db.conn, "exchanges", [{"created": now(), **row}])
 
     def exchanges(self, learner: str | None = None) -> list[dict]:
-        if learner is None:
-            return self._rows("SELECT * FROM exchanges ORDER BY id")
-        return self._rows("SELECT * FROM exchanges WHERE learner = ? ORDER BY id", [learner])
+        return self._of_learner("exchanges", learner)
 
     def add_adaptation(self, row: dict) -> int:
         """Record one adaptation cycle of the daemon (edgecl.adapt); returns its id."""
@@ -321,9 +332,24 @@ class Store:
             return _insert(self.db.conn, "adaptations", [row])
 
     def adaptations(self, learner: str | None = None) -> list[dict]:
-        if learner is None:
-            return self._rows("SELECT * FROM adaptations ORDER BY id")
-        return self._rows("SELECT * FROM adaptations WHERE learner = ? ORDER BY id", [learner])
+        return self._of_learner("adaptations", learner)
+
+    def _of_learner(self, table: str, learner: str | None) -> list[dict]:
+        where = "" if learner is None else "WHERE learner = ? "
+        return self._rows(f"SELECT * FROM {table} {where}ORDER BY id", [learner] * bool(where))
+
+    def save_bench(self, bench: str, points: list[dict], table: list[dict]) -> None:
+        """Store a benchmark's eval points and table rows (again: the newer replace them)."""
+        with self.db.conn:
+            for name, rows in (("bench_points", points), ("bench_table", table)):
+                rows = [{"created": now(), **r, "bench": bench} for r in rows]
+                _insert(self.db.conn, name, rows, "INSERT OR REPLACE")
+
+    def bench(self, bench: str) -> tuple[list[dict], list[dict]]:
+        """A benchmark's (eval points, table rows)."""
+        rows = [self._rows(f"SELECT * FROM {t} WHERE bench = ? ORDER BY rowid", [bench])
+                for t in ("bench_points", "bench_table")]  # fmt: skip
+        return rows[0], rows[1]
 
     def purge_exchanges(self, before: str | None = None) -> int:
         """Delete logged exchanges (all, or those created before the ISO time `before`)."""
@@ -359,7 +385,7 @@ def _encode(key: str, value: Any) -> Any:
     return int(value) if isinstance(value, bool) else value
 
 
-def _insert(conn: sqlite3.Connection, table: str, rows: list[dict]) -> int:
+def _insert(conn: sqlite3.Connection, table: str, rows: list[dict], verb: str = "INSERT") -> int:
     """Plain INSERTs inside the caller's transaction (sqlite-utils 3's insert_all commits)."""
     last = 0
     for row in rows:
@@ -367,5 +393,5 @@ def _insert(conn: sqlite3.Connection, table: str, rows: list[dict]) -> int:
         cols = ", ".join(f"[{k}]" for k in row)
         marks = ", ".join("?" for _ in row)
         values = [_encode(k, v) for k, v in row.items()]
-        last = conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", values).lastrowid
+        last = conn.execute(f"{verb} INTO {table} ({cols}) VALUES ({marks})", values).lastrowid
     return last or 0

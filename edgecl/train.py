@@ -19,11 +19,11 @@ import numpy as np
 
 from edgecl import faults, paths
 from edgecl import learner as learners
+from edgecl.backends.adapter_files import saved_adapter
 from edgecl.backends.base import LoraConfig
 from edgecl.backends.distributed import World
 from edgecl.cloud import make_cloud
 from edgecl.config import TrainConfig
-from edgecl.core.advantages import sample_weights
 from edgecl.core.dual import (
     LAMBDA_MAX,
     RATIO_WINDOW,
@@ -33,11 +33,12 @@ from edgecl.core.dual import (
     dual_update,
     initial_lambda,
 )
+from edgecl.core.methods import assist_reward, get_method, method_weights, rewards_and_costs
 from edgecl.errors import EdgeclError
 from edgecl.interrupts import interrupts, nothing
 from edgecl.regularize import distill_rows
 from edgecl.retention import base_answers
-from edgecl.rollout import PaidAnswers, Rollout, collect, merge
+from edgecl.rollout import PaidAnswers, Rollout, collect, log_ratios, merge
 from edgecl.store import Store, now
 from edgecl.tasks.registry import get_task
 from edgecl.warmup import phase0, stored_warmup
@@ -61,15 +62,6 @@ def run_dir(name: str) -> Path:
     return paths.data_dir() / "runs" / name
 
 
-def saved_adapter(directory: Path) -> Path | None:
-    """The adapter saved at `directory`, or the previous one that a crash in the middle of
-    `save_adapter`'s swap left at `directory.old`; None if there is neither."""
-    for path in (directory, directory.with_name(directory.name + ".old")):
-        if path.is_dir():
-            return path
-    return None
-
-
 class Trainer:
     def __init__(
         self,
@@ -81,13 +73,15 @@ class Trainer:
     ):
         self.config = config
         self.model = model
+        self.method = get_method(config.method)  # edgecl.core.methods: DA-GRPO or a baseline
         self.world = world or World()  # data-parallel ranks (edgecl.backends.distributed)
         self.store = store or Store()
         self.on_event = on_event or (lambda kind, data: None)
         self.tasks = [get_task(p.task, config.verifier, config.seed) for p in config.phases]
         self.clouds = [self._make_cloud(task, i) for i, task in enumerate(self.tasks)]
         self.schedules = [TauSchedule.parse(p.budget) for p in config.phases]
-        self.state = TrainerState(lam=min(config.lambda_init or 0.0, LAMBDA_MAX))
+        lam = min(config.lambda_init or 0.0, LAMBDA_MAX) if self.method.dual else 0.0
+        self.state = TrainerState(lam=lam)
         self.collapse = CollapseDetector(config.collapse_window)
         self.checkpoint = run_dir(config.run_name) / "adapter"
         self.total_steps = sum(p.steps for p in config.phases)
@@ -159,7 +153,7 @@ class Trainer:
             return
         self.model.load_adapter(version, learning_rate=self.config.lr)
         self.state.start = str(version)
-        if learner.lam is not None:  # the paper carries lambda across tasks
+        if learner.lam is not None and self.method.dual:  # the paper carries lambda across tasks
             self.state.lam, self.learner_lambda = min(learner.lam, LAMBDA_MAX), True
         self.on_event("learner", {"name": learner.name, "version": learner.current,
                                   "lambda": self.state.lam})  # fmt: skip
@@ -207,7 +201,7 @@ class Trainer:
                     self.store, learner, stored, "warmup", c.run_name, 0, {"warmup": True}
                 )
         self.state.warmup = record
-        if c.lambda_init is None and not self.learner_lambda:
+        if c.lambda_init is None and not self.learner_lambda and self.method.dual:
             help_rate = (record.get("probe_after") or {}).get("help")
             self.state.lam = initial_lambda(self.schedules[0].at(0), help_rate)
         self.store.update_run(c.run_name, warmup=record)
@@ -270,11 +264,12 @@ class Trainer:
         items = self.batch(phase, phase_step)
         mine = self.world.share(len(items))
         seed = _step_seed(c.seed, self.state.step)
+        paid = PaidAnswers(self.clouds[phase], self.store, c.run_name, self.state.step + 1)
         share = collect(
             self.model,
             self.tasks[phase],
             [items[j] for j in mine],
-            PaidAnswers(self.clouds[phase], self.store, c.run_name, self.state.step + 1),
+            paid if self.method.help_allowed else None,  # edge-only: no cloud
             c.group_size,
             c.max_tokens,
             c.temperature,
@@ -289,14 +284,17 @@ class Trainer:
         return merge(parts, owners)
 
     def weights(self, rollout: Rollout, lam: float) -> np.ndarray:
-        """Per-sample policy-gradient weights (eq. 8) for this rollout at dual variable lam."""
+        """Per-sample policy-gradient weights of the run's method (eq. 8 for DA-GRPO) for this
+        rollout at dual variable lam."""
         c = self.config
-        return sample_weights(
-            np.array(rollout.rewards),
-            np.array(rollout.costs),
-            lam,
-            c.group_size,
-            scale_rewards=c.scale_rewards,
+        log_ratio = log_ratios(self.model, rollout) if self.method.needs_log_ratio else None
+        return method_weights(self.method, rollout.scores, lam, c.group_size, self.assist(),
+                              c.scale_rewards, log_ratio)  # fmt: skip
+
+    def assist(self) -> float:
+        """The hierarchical methods' reward for a right cloud answer, for this step's task."""
+        return assist_reward(
+            self.tasks[self.locate(self.state.step)[0]].kind, self.config.assist_reward
         )
 
     def step(self, guard=None) -> dict:
@@ -332,15 +330,16 @@ class Trainer:
                 self.state.kl = kl
         seconds_grad = time.perf_counter() - start
         faults.point("step-updated")
-        j_c = batch_cost_ratio(rollout.costs)
-        new_lam = dual_update(lam, j_c, tau, c.dual_lr, LAMBDA_MAX)
+        rewards, costs = rewards_and_costs(self.method, rollout.scores, self.assist())
+        j_c = batch_cost_ratio(costs)
+        new_lam = dual_update(lam, j_c, tau, c.dual_lr, LAMBDA_MAX) if self.method.dual else 0.0
         self.state.ratios = [*self.state.ratios, j_c][-RATIO_WINDOW:]
         n_help = sum(s.help for s in rollout.scores)
         collapsed = self.collapse.update(n_help, tau, new_lam)
         self.state.step += 1
         self.state.lam = new_lam
         row = _step_row(self, rollout, phase, tau, lam, new_lam, j_c, loss, kl, n_help, collapsed,
-                        seconds_grad, time.perf_counter() - started)  # fmt: skip
+                        seconds_grad, time.perf_counter() - started, rewards)  # fmt: skip
         # The step's rows first, then the checkpoint: a kill between the two replays the step
         # on --resume, which finds its cloud calls in the log and reuses their answers.
         with guard.critical() if guard else nothing():
@@ -364,7 +363,7 @@ def _step_seed(seed: int, step: int) -> int:
 
 def _step_row(
     trainer, rollout, phase, tau, lam, new_lam, j_c, loss, kl, n_help, collapsed, seconds_grad,
-    seconds,
+    seconds, rewards,
 ) -> dict:  # fmt: skip
     n = len(rollout.scores)
     sample_s = rollout.seconds["sample"]
@@ -378,7 +377,7 @@ def _step_row(
         "j_c": j_c,
         "j_c_mean": float(np.mean(trainer.state.ratios)),
         "cloud_ratio": n_help / n,
-        "mean_reward": float(np.mean(rollout.rewards)),
+        "mean_reward": float(np.mean(rewards)),  # the reward the method trains on
         "accuracy": sum(rollout.correct) / n,
         "loss": loss,
         "kl": kl,

@@ -15,9 +15,9 @@ import pytest
 from test_train import model_dir, task_file  # noqa: F401
 
 from conftest import run_cli
-from edgecl.backends.adapter_files import read_adapter_config
+from edgecl.backends.adapter_files import read_adapter_config, saved_adapter
 from edgecl.store import Store
-from edgecl.train import run_dir, saved_adapter
+from edgecl.train import run_dir
 
 
 def learn(model_dir, task_file, home, env: dict | None = None):  # noqa: F811

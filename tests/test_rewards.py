@@ -39,7 +39,7 @@ def test_constants():
 
 def test_literal_rules():
     assert score_sample(RIGHT, "math", 4, False, boxed_is("42")) == SampleScore(
-        False, 1.0, 0.0, RIGHT, None
+        False, 1.0, 0.0, RIGHT, None, well_formatted=True, correct=True
     )
     assert score_sample(WRONG, "math", 4, False, boxed_is("42")).reward == 0.0
     # Any format violation: -0.1, correct or not, and the verifier is not even asked.

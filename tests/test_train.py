@@ -215,6 +215,41 @@ def test_gradient_equals_eq8_by_hand(model_dir, task_file, cpu_device):
     assert max(float(mx.abs(v).max()) for v in by_hand.values()) > 0
 
 
+def test_baselines_train_with_their_own_reward_weights_and_cloud(model_dir, task_file):
+    """grpo-hier, gapg and gvpo (one step each) and edge-only (two) through the real trainer:
+    lambda stays 0, the step row's reward is the method's, edge-only never calls the cloud
+    and its warm-up has no help phase; GVPO's log-ratio to the base model is 0 on a fresh
+    LoRA (B = 0), so its weights there are beta x centred r / (G - 1) / prompts."""
+    from edgecl.core.methods import get_method, gvpo_weights, rewards_and_costs
+    from edgecl.rollout import log_ratios
+
+    store = Store()
+    for method in ("grpo-hier", "gapg", "gvpo", "edge-only"):
+        steps = 2 if method == "edge-only" else 1
+        config = make_config(task_file, method, steps=steps, method=method)
+        trainer = make_trainer(model_dir, config, store)
+        trainer.prepare()
+        trainer.run()
+        rows = store.steps(method)
+        assert [r["lambda_after"] for r in rows] == [0.0] * steps, method
+        r, _ = rewards_and_costs(get_method(method), trainer.last_rollout.scores, 0.2)
+        assert rows[-1]["mean_reward"] == pytest.approx(r.mean()), method
+    assert "help" not in store.get_run("edge-only")["warmup"]  # format only
+    assert "help" in store.get_run("gapg")["warmup"]
+    assert store.cloud_calls("edge-only") == [] and store.cloud_calls("gapg")
+    assert all(s["cost"] == 1.0 for s in store.samples("edge-only") if s["help"])  # eq. 14 kept
+    assert all(r["j_c"] == 0.0 for r in store.steps("edge-only"))  # but nothing was paid
+
+    trainer = make_trainer(model_dir, make_config(task_file, "gvpo-0", warmup_steps=0,
+                                                  method="gvpo"))  # fmt: skip
+    trainer.prepare()
+    rollout = trainer.rollout(0, 0)
+    assert np.abs(log_ratios(trainer.model, rollout)).max() < 1e-4
+    r, _ = rewards_and_costs(get_method("gvpo"), rollout.scores, 0.2)
+    assert np.abs(r).max() > 0
+    assert trainer.weights(rollout, 0.5) == pytest.approx(gvpo_weights(r, np.zeros(8), 4), abs=1e-6)
+
+
 def test_failed_cloud_calls_are_logged_and_training_goes_on(model_dir, task_file):
     import socket
 

@@ -20,11 +20,20 @@ ADAPTER_CONFIG = "adapter_config.json"
 OPTIMIZER_STATE = "optimizer.safetensors"
 
 
+def saved_adapter(directory: Path) -> Path | None:
+    """The adapter saved at `directory`, or the previous one that a crash in the middle of
+    `save_adapter`'s swap left at `directory.old`; None if there is neither."""
+    for path in (directory, directory.with_name(directory.name + ".old")):
+        if path.is_dir():
+            return path
+    return None
+
+
 def write_adapter(
     directory: Path, weights: dict, optimizer_state: dict | None, config: dict
 ) -> Path:
     """Write into `directory.tmp`, then swap it in (the previous one waits at `.old` meanwhile:
-    edgecl.train.saved_adapter falls back to it)."""
+    saved_adapter falls back to it)."""
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -35,6 +35,8 @@ class SampleScore:
     cost: float
     composed: str  # the response r was computed on (the local text if no cloud answer)
     violation: str | None  # local format problem, or "cloud: ..." for the cloud's part
+    well_formatted: bool = False  # the local part is in the protocol (eq. 14's condition)
+    correct: bool = False  # the composed response is well formatted and right (r = 1 in eq. 13)
 
 
 def score_sample(
@@ -67,7 +69,8 @@ def score_sample(
             extractable = local.code if kind == "code" else local.boxed
             correct = extractable is not None and is_correct(local)
             reward = (ALPHA_A if local.well_formatted else -ALPHA_F) if correct else 0.0
-        return SampleScore(False, reward, 0.0, local_text, local.violation)
+        ok = local.well_formatted
+        return SampleScore(False, reward, 0.0, local_text, local.violation, ok, ok and reward > 0)
 
     # A help request.
     cost = ALPHA_C if local.well_formatted else 0.0
@@ -75,7 +78,7 @@ def score_sample(
         reward = 0.0 if local.well_formatted else -ALPHA_F
         if variant == "prose":
             reward = 0.0
-        return SampleScore(True, reward, cost, local_text, local.violation)
+        return SampleScore(True, reward, cost, local_text, local.violation, local.well_formatted)
     if cloud_text is None:
         raise ValueError("a help request needs cloud_text (or cloud_failed=True)")
     composed_text = compose(local_text, cloud_text)
@@ -84,7 +87,7 @@ def score_sample(
     if local.well_formatted:
         answered = composed.well_formatted and not composed.requests_help
         reward = ALPHA_A if answered and is_correct(composed) else 0.0
-        return SampleScore(True, reward, cost, composed_text, cloud_violation)
+        return SampleScore(True, reward, cost, composed_text, cloud_violation, True, reward > 0)
     if variant == "literal":
         reward = -ALPHA_F
     else:

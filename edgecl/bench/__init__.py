@@ -1,0 +1,1 @@
+"""Benchmarks of the paper's claims: `continual` (task switches) and the executors it runs on."""

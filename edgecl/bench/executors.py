@@ -1,0 +1,69 @@
+"""Where benchmark jobs run: local processes (the default) or a Ray cluster.
+
+Each job is the self-contained command `edgecl bench job SPEC`, which prints its result as the
+last line of its output. Locally, jobs run one after another in child processes (on a small
+machine two jobs at once only share the same cores), each with a log file. With Ray
+(`pip install 'edgecl[ray]'`), each job is a task on whichever node has a free CPU; every node
+needs edgecl installed and uses its own data dir unless EDGECL_HOME names a shared one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from edgecl.errors import EdgeclError
+
+EXECUTORS = ("local", "ray")
+
+
+def job_command(spec: dict) -> list[str]:
+    return [sys.executable, "-c", "from edgecl.cli.main import run; run()", "bench", "job",
+            json.dumps(spec)]  # fmt: skip
+
+
+def _run(spec: dict, log: Path | None, env: dict | None = None) -> dict:
+    """Run one job in a child process; its output goes to `log` (appended) and the result back."""
+    out = subprocess.run(job_command(spec), capture_output=True, text=True,
+                         env={**os.environ, **(env or {})})  # fmt: skip
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as f:
+            f.write(out.stdout + out.stderr)
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise EdgeclError(f"bench job {spec['name']} failed (exit {out.returncode}): {tail[0]}")
+    return json.loads(lines[-1])
+
+
+def run_local(specs: list[dict], logs: Path, on_line: Callable[[str], None] = print) -> list[dict]:
+    results = []
+    for k, spec in enumerate(specs):
+        on_line(f"job {k + 1}/{len(specs)}: {spec['name']} (log: {logs / spec['name']}.log)")
+        results.append(_run(spec, logs / f"{spec['name']}.log"))
+    return results
+
+
+def run_ray(specs: list[dict], address: str | None = None,
+            on_line: Callable[[str], None] = print) -> list[dict]:  # fmt: skip
+    try:
+        import ray
+    except ImportError:
+        raise EdgeclError("--executor ray needs Ray: pip install 'edgecl[ray]'") from None
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    home = os.environ.get("EDGECL_HOME")
+    remote = ray.remote(num_cpus=1)(_run)
+    pending = {remote.remote(s, None, {"EDGECL_HOME": home} if home else None): s for s in specs}
+    results = []
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        spec = pending.pop(done[0])
+        results.append(ray.get(done[0]))
+        on_line(f"done: {spec['name']} ({len(results)}/{len(specs)})")
+    order = [s["name"] for s in specs]
+    return sorted(results, key=lambda r: order.index(r["name"]))
