@@ -53,6 +53,7 @@ def learn(
     fresh: bool = typer.Option(False, help="Start from the base model, not the learner's adapter."),
     method: str = typer.Option(None, help="da-grpo; baselines: grpo-hier gapg gvpo edge-only."),
     assist_reward: float = typer.Option(None, help="Baselines: reward of a right cloud answer."),
+    replay: float = typer.Option(None, help="Share of each batch from earlier tasks [0; 0.25]."),
 ) -> None:
     """Train the local model on a task with a cloud budget (DA-GRPO)."""
     from edgecl.config import (
@@ -93,7 +94,7 @@ def learn(
         given = {"lr": lr, "dual_lr": dual_lr, "lambda_init": lambda_init, "cloud": cloud,
                  "seed": seed, "scale_rewards": scale_rewards, "warmup_steps": warmup_steps,
                  "help_steps": help_steps, "learner": learner, "kl_coef": kl,
-                 "method": method, "assist_reward": assist_reward}  # fmt: skip
+                 "method": method, "assist_reward": assist_reward, "replay": replay}  # fmt: skip
         config = TrainConfig(
             run_name=run_name
             or f"{phases[0].task.split('/')[-1]}-{time.strftime('%Y%m%d-%H%M%S')}",

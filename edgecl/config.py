@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from edgecl.core.dual import DUAL_LR, TauSchedule
-from edgecl.core.methods import get_method
+from edgecl.core.methods import REPLAY_DEFAULT, get_method
 from edgecl.errors import EdgeclError
 
 PRESETS = {
@@ -36,6 +36,7 @@ class TrainConfig:
     fresh: bool = False  # start from the base model, whatever the learner has
     method: str = "da-grpo"  # or a baseline of the paper: edgecl.core.methods
     assist_reward: float | None = None  # hierarchical methods; None: the paper's per task kind
+    replay: float = 0.0  # share of each batch from earlier tasks (edgecl.replay)
     batch_size: int = 4
     group_size: int = 8
     max_tokens: int = 128
@@ -74,6 +75,10 @@ class TrainConfig:
         get_method(self.method)  # a bad name fails before anything runs
         if self.method == "edge-only":
             self.help_steps = 0  # its warm-up teaches the format only, never the help request
+        if self.method == "da-grpo+replay" and not self.replay:
+            self.replay = REPLAY_DEFAULT
+        if not 0 <= self.replay < 1:
+            raise EdgeclError(f"--replay {self.replay}: give a share of the batch in [0, 1)")
         for phase in self.phases:
             TauSchedule.parse(phase.budget)  # a bad budget fails before anything runs
             if phase.steps < 1:

@@ -37,6 +37,7 @@ from edgecl.core.methods import assist_reward, get_method, method_weights, rewar
 from edgecl.errors import EdgeclError
 from edgecl.interrupts import interrupts, nothing
 from edgecl.regularize import distill_rows
+from edgecl.replay import Replay
 from edgecl.retention import base_answers
 from edgecl.rollout import PaidAnswers, Rollout, collect, log_ratios, merge
 from edgecl.store import Store, now
@@ -89,6 +90,7 @@ class Trainer:
         self.general: list = []  # base answers for self-distillation (rank 0 only)
         self.anchor: dict | None = None  # adapter weights of the KL term (see _set_anchor)
         self.learner_lambda = False  # lambda came from the learner (else initial_lambda)
+        self.replay = Replay(self)  # earlier tasks' prompts (--replay; edgecl.replay)
 
     def _make_cloud(self, task, index: int):
         return make_cloud(
@@ -261,26 +263,28 @@ class Trainer:
         """The step's rollout; data parallel, each rank samples its share of the prompts (with
         the seeds one process would use for them) and every rank gets the whole of it."""
         c = self.config
-        items = self.batch(phase, phase_step)
-        mine = self.world.share(len(items))
+        task, cloud = self.tasks[phase], self.clouds[phase]
+        entries = [(task, cloud, item) for item in self.batch(phase, phase_step)]
+        if c.replay > 0:  # the last prompts of the batch give way to earlier tasks' (--replay)
+            entries = self.replay.mix(entries, phase, self.state.step)
+        mine = self.world.share(len(entries))
         seed = _step_seed(c.seed, self.state.step)
-        paid = PaidAnswers(self.clouds[phase], self.store, c.run_name, self.state.step + 1)
-        share = collect(
-            self.model,
-            self.tasks[phase],
-            [items[j] for j in mine],
-            paid if self.method.help_allowed else None,  # edge-only: no cloud
-            c.group_size,
-            c.max_tokens,
-            c.temperature,
-            c.top_p,
-            seed=[[seed, j] for j in mine],
-            reward_variant=c.reward_variant,
-        )
+        parts, owners = [], []
+        for name in dict.fromkeys(entries[j][0].name for j in mine):  # one collect per task
+            js = [j for j in mine if entries[j][0].name == name]
+            paid = PaidAnswers(entries[js[0]][1], self.store, c.run_name, self.state.step + 1)
+            parts.append(collect(
+                self.model, entries[js[0]][0], [entries[j][2] for j in js],
+                paid if self.method.help_allowed else None,  # edge-only: no cloud
+                c.group_size, c.max_tokens, c.temperature, c.top_p,
+                seed=[[seed, j] for j in js], reward_variant=c.reward_variant,
+            ))  # fmt: skip
+            owners.append([mine.index(j) for j in js])
+        share = parts[0] if len(parts) == 1 else merge(parts, owners)
         if self.world.size == 1:
             return share
         parts = [Rollout.from_dict(d) for d in self.world.gather(share.to_dict())]
-        owners = [list(range(r, len(items), self.world.size)) for r in range(self.world.size)]
+        owners = [list(range(r, len(entries), self.world.size)) for r in range(self.world.size)]
         return merge(parts, owners)
 
     def weights(self, rollout: Rollout, lam: float) -> np.ndarray:

@@ -250,6 +250,43 @@ def test_baselines_train_with_their_own_reward_weights_and_cloud(model_dir, task
     assert trainer.weights(rollout, 0.5) == pytest.approx(gvpo_weights(r, np.zeros(8), 4), abs=1e-6)
 
 
+def test_replay_mixes_earlier_tasks_prompts_in(model_dir, task_file, tmp_path):
+    """da-grpo+replay over sums then products: phase 1 has no pool yet; in phase 2 half of
+    each batch is sums items sampled in phase 1; a later run of the learner on products
+    replays sums from the earlier run too."""
+    import json as _json
+
+    from edgecl.tasks.registry import get_task
+
+    products = tmp_path / "products.jsonl"
+    products.write_text("".join(_json.dumps({"prompt": f"What is {a} * {a + 2}?",
+                        "answer": str(a * (a + 2))}) + "\n" for a in range(1, 31)))  # fmt: skip
+    sums = {it.id for it in get_task(str(task_file)).items("train")}
+    prods = {it.id for it in get_task(str(products)).items("train")}
+    phases = [Phase(str(task_file), "0.2", 2), Phase(str(products), "0.2", 2)]
+    config = make_config(task_file, "replay", phases=phases, method="da-grpo+replay", replay=0.5,
+                         learner="replayer")  # fmt: skip
+    assert config.replay == 0.5
+    trainer = make_trainer(model_dir, config)
+    trainer.prepare()
+    trainer.run()
+    store = Store()
+
+    def origins(run, step):
+        ids = {s["prompt_index"]: s["item_id"] for s in store.samples(run, step=step)}
+        return ["sums" if i in sums else "products" if i in prods else "?" for i in ids.values()]
+
+    assert origins("replay", 1) == origins("replay", 2) == ["sums", "sums"]
+    assert origins("replay", 3) == origins("replay", 4) == ["products", "sums"]
+    later = make_config(products, "later", steps=1, method="da-grpo+replay", learner="replayer",
+                        fresh=False)  # fmt: skip
+    assert later.replay == 0.25  # the default share
+    trainer = make_trainer(model_dir, later)
+    trainer.prepare()
+    trainer.run()
+    assert origins("later", 1) == ["products", "sums"]  # 0.25 of 2 prompts: at least one
+
+
 def test_failed_cloud_calls_are_logged_and_training_goes_on(model_dir, task_file):
     import socket
 

@@ -14,6 +14,7 @@ lambda is steered. All of them share the sampler, the scorer, the loss and the s
 | gapg | hierarchical | centred / (G-1), adaptive prompt filter | cloud | 0 |
 | gvpo | hierarchical | beta (centred r - beta centred log-ratio) / (G-1) | cloud | 0 |
 | edge-only | eq. 13, a help request is a wrong answer | centred / std | never | 0 |
+| da-grpo+replay | as da-grpo; a share of each batch is earlier tasks' prompts (edgecl.replay) |
 
 The hierarchical reward (`hierarchical_reward`): 1 for a correct local answer, the assistance
 reward for a correct answer the cloud gave, 0 for a well-formatted wrong one, -0.1 for a
@@ -39,7 +40,8 @@ from edgecl.core.advantages import sample_weights
 from edgecl.core.rewards import SampleScore, hierarchical_reward
 from edgecl.errors import EdgeclError
 
-METHODS = ("da-grpo", "grpo-hier", "gapg", "gvpo", "edge-only")
+METHODS = ("da-grpo", "grpo-hier", "gapg", "gvpo", "edge-only", "da-grpo+replay")
+REPLAY_DEFAULT = 0.25  # da-grpo+replay's share of each batch from earlier tasks (edgecl.replay)
 ASSIST_REWARD = {"math": 0.2, "code": 0.05, "qa": 0.4}  # paper, Table 3
 GAPG_RHO = 1.0  # all-fail-but-cloud-right prompts kept, per prompt with a correct local answer
 GVPO_BETA = 0.1  # GVPO's KL weight beta
@@ -66,6 +68,8 @@ _METHODS = {
     "gapg": Method("gapg", True, "gapg", False, prompt_filter=True),
     "gvpo": Method("gvpo", True, "gvpo", False),
     "edge-only": Method("edge-only", False, "grpo", False, help_allowed=False),
+    # DA-GRPO itself; the trainer mixes earlier tasks' prompts in (TrainConfig.replay)
+    "da-grpo+replay": Method("da-grpo+replay", False, "da-grpo", True),
 }
 
 
