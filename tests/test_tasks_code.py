@@ -36,7 +36,10 @@ def test_easy_tier_has_hundreds_of_distinct_items_in_fixed_disjoint_splits():
     assert len(train) + len(eval_) >= 300 and len(eval_) >= 60
     assert not {i.id for i in train} & {i.id for i in eval_}
     assert len({i.question for i in train + eval_}) == len(train) + len(eval_)
-    assert {i.difficulty for i in train + eval_} == {"easy"}
+    levels = [i.difficulty for i in train + eval_]
+    assert set(levels) == {"1-arith", "2-string", "3-list", "4-loop"}
+    assert {i.difficulty for i in train + eval_ if i.entry_point == "factorial"} == {"4-loop"}
+    assert {i.difficulty for i in train + eval_ if i.entry_point.startswith("add_")} == {"1-arith"}
     assert [i.id for i in CodeTask("easy").items("train")] == [i.id for i in train]
 
 

@@ -6,9 +6,12 @@
   functions), then the candidate code, then HumanEval's `check(entry_point)` in the sandbox.
 - `code-easy`: small functions from parametrised templates (add k, reverse a string, count a
   letter, filter a list, ...), a few hundred distinct items with asserts computed from a
-  reference solution, where a 135M model can score above zero. Split 80/20, fixed by seed;
-  sibling items of one template (add_7 / add_8) can fall on both sides.
-- `code`: both, easy items labelled "easy" and HumanEval items "hard".
+  reference solution, where a 135M model can score above zero. Graded in four levels (the
+  item's difficulty, reported per level by eval): `1-arith` one arithmetic or comparison on a
+  number, `2-string` one string method or slice, `3-list` a list slice, comprehension or
+  builtin, `4-loop` a loop or several operations. Split 80/20, fixed by seed; sibling items
+  of one template (add_7 / add_8) can fall on both sides.
+- `code`: both, the easy tier's four levels and HumanEval items labelled "hard".
 
 The answer given to `verify` is the content of the response's python code block.
 """
@@ -32,6 +35,17 @@ _STRS = [("",), ("a",), ("hello",), ("Banana",), ("level up",), ("abracadabra",)
 _LISTS = [([],), ([1],), ([3, -1, 2],), ([5, 5, 0, 12],), ([-4, 7, 19, 2, 8],)]
 _NONEMPTY = [([1],), ([3, -1, 2],), ([5, 5, 0, 12],), ([-4, 7, 19, 2, 8],), ([-2, -9],)]
 _LETTERS = string.ascii_lowercase
+# The easy tier's levels, by function name (a template's name without its parameter).
+_LEVELS = {
+    "1-arith": ("add", "subtract", "times", "power", "mod", "at_least", "divisible_by",
+                "is_greater_than", "multiply", "is_even", "absolute_value", "square"),
+    "2-string": ("repeat", "count_letter", "starts_with", "ends_with", "last", "reverse_string",
+                 "to_upper", "remove_spaces", "is_palindrome"),
+    "3-list": ("first", "greater_than", "scale_by", "max_of_list", "min_of_list", "sum_of_list",
+               "list_length", "last_item", "average"),
+    "4-loop": ("count_vowels", "word_count", "factorial", "count_above", "sum_of_multiples_of",
+               "sum_of_powers"),
+}  # fmt: skip
 
 # (name template, parameter values, argument names, description, body, test inputs)
 _TEMPLATES: list[tuple[str, list, str, str, str, list]] = [
@@ -126,6 +140,30 @@ _TEMPLATES: list[tuple[str, list, str, str, str, list]] = [
         "returns a list of the numbers in nums that are greater than {k}, in order",
         "return [n for n in nums if n > {k}]",
         _LISTS + [([0, 5, 10, 15, 20, 25],)],
+    ),
+    (
+        "count_above_{k}",
+        list(range(0, 16)),
+        "nums",
+        "returns how many numbers in nums are greater than {k}",
+        "return sum(1 for n in nums if n > {k})",
+        _LISTS + [([0, 5, 10, 15, 20, 25],)],
+    ),
+    (
+        "sum_of_multiples_of_{k}",
+        list(range(2, 12)),
+        "nums",
+        "returns the sum of the numbers in nums that are divisible by {k}",
+        "return sum(n for n in nums if n % {k} == 0)",
+        _LISTS + [([2, 3, 4, 6, 9, 10, 12, 15, 20],)],
+    ),
+    (
+        "sum_of_powers_{k}",
+        list(range(2, 6)),
+        "nums",
+        "returns the sum of every number in nums raised to the power {k}",
+        "return sum(n ** {k} for n in nums)",
+        _LISTS,
     ),
     (
         "scale_by_{k}",
@@ -302,9 +340,12 @@ def _easy_items() -> tuple[Item, ...]:
             name = name_t.format(k=k)
             fmt = {"k": k}
             tests = [tuple(_fill(a, fmt) for a in case) for case in inputs]
-            items.append(_easy_item(name, args, desc_t.format(**fmt), body_t.format(**fmt), tests))
+            level = _level(name_t.split("_{k}")[0])
+            items.append(
+                _easy_item(name, args, desc_t.format(**fmt), body_t.format(**fmt), tests, level)
+            )
     for name, args, desc, body, inputs in _SINGLES:
-        items.append(_easy_item(name, args, desc, body, inputs))
+        items.append(_easy_item(name, args, desc, body, inputs, _level(name)))
     return tuple(items)
 
 
@@ -312,7 +353,11 @@ def _fill(value, fmt: dict):
     return value.format(**fmt) if isinstance(value, str) else value
 
 
-def _easy_item(name: str, args: str, description: str, body: str, cases: list) -> Item:
+def _level(stem: str) -> str:
+    return next(level for level, stems in _LEVELS.items() if stem in stems)
+
+
+def _easy_item(name: str, args: str, description: str, body: str, cases: list, level: str) -> Item:
     solution = f"def {name}({args}):\n    {body}\n"
     namespace: dict = {}
     exec(solution, namespace)  # our own reference code: compute the expected outputs
@@ -332,7 +377,7 @@ def _easy_item(name: str, args: str, description: str, body: str, cases: list) -
         answer=solution,
         tests="\n".join(asserts) + "\n",
         entry_point=name,
-        difficulty="easy",
+        difficulty=level,
     )
 
 
