@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from edgecl import faults
 from edgecl.backends.base import Completion
 from edgecl.cloud.base import CloudReply
 from edgecl.core.protocol import STOP_STRINGS, build_messages, requests_help
@@ -77,10 +78,11 @@ class Rollout:
 class PaidAnswers:
     """A cloud that first looks for an answer already paid for at this step (a step replayed
     after a resume): it is reused, not asked again. A simulated cloud is always asked: it costs
-    nothing, and its own restored state makes the replay exact."""
+    nothing, and its own restored state makes the replay exact. With `log` (the process that
+    writes the store), a real call is logged the moment it returns."""
 
-    def __init__(self, cloud, store, run: str, step: int) -> None:
-        self.cloud, self.store, self.run, self.step = cloud, store, run, step
+    def __init__(self, cloud, store, run: str, step: int, log: bool = True) -> None:
+        self.cloud, self.store, self.run, self.step, self.log = cloud, store, run, step, log
         self.name = cloud.name
 
     def complete(self, messages: list[dict], item=None) -> CloudReply:
@@ -88,7 +90,13 @@ class PaidAnswers:
             text = self.store.paid_answer(self.run, self.step, item.id)
             if text is not None:
                 return CloudReply(text, True, "reused", 0.0, 0, reused=True)
-        return self.cloud.complete(messages, item)
+        reply = self.cloud.complete(messages, item)
+        if self.log and not reply.simulated and item is not None:
+            row = {"item_id": item.id, "cloud": self.name, **reply.log_fields(),
+                   "text": reply.text if reply.ok else None}  # fmt: skip
+            reply.call_id = self.store.log_call(self.run, self.step, row)
+            faults.point("cloud-called")
+        return reply
 
 
 def merge(parts: list[Rollout], owners: list[list[int]]) -> Rollout:
@@ -163,9 +171,8 @@ def collect(
             seconds["cloud"] += time.perf_counter() - start
             if not reply.reused:
                 text = reply.text if reply.ok else None
-                calls.append(
-                    {"item_id": item.id, "cloud": cloud.name, **reply.log_fields(), "text": text}
-                )
+                call = {"item_id": item.id, "cloud": cloud.name, **reply.log_fields(), "text": text}
+                calls.append(call if reply.call_id is None else {**call, "id": reply.call_id})
         start = time.perf_counter()
 
         def is_correct(parsed, item=item) -> bool:

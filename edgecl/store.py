@@ -203,8 +203,7 @@ class Store:
             raise EdgeclError(f"run {name!r} exists: pass --resume or choose another --name")
         row = {"name": name, "created": now(), "updated": now(), "config": config,
                "task": task, "status": "running", **fields}  # fmt: skip
-        with self.db.conn:
-            _insert(self.db.conn, "runs", [row])
+        self._add("runs", [row])
         return self.get_run(name)  # type: ignore[return-value]
 
     def get_run(self, name: str) -> dict | None:
@@ -230,15 +229,17 @@ class Store:
     ) -> None:
         """Write a step, its samples and its cloud calls in one transaction (all or nothing)."""
         step = int(step_row["step"])
-        calls = []
-        for row in cloud_rows:
-            row = {"created": now(), **row, "run": run, "step": step}
-            row["charged"] = int(bool(row.get("ok")) and bool(row.get("charged", True)))
-            calls.append(row)
+        calls = [_call_row(run, step, row) for row in cloud_rows]
         with self.db.conn:  # commits on success, rolls back on any exception
             _insert(self.db.conn, "steps", [{"created": now(), **step_row, "run": run}])
             _insert(self.db.conn, "samples", [{**r, "run": run, "step": step} for r in sample_rows])
-            _insert(self.db.conn, "cloud_calls", calls)
+            # a call logged when it was made (log_call) has its id: the same row, written again
+            _insert(self.db.conn, "cloud_calls", calls, "INSERT OR REPLACE")
+
+    def log_call(self, run: str, step: int, row: dict) -> int:
+        """Log one cloud call the moment it was made, before its step's rows: a kill in between
+        loses no call, and the replayed step finds its answer (`paid_answer`). Returns its id."""
+        return self._add("cloud_calls", [_call_row(run, step, row)])
 
     def steps(self, run: str) -> list[dict]:
         return self._rows("SELECT * FROM steps WHERE run = ? ORDER BY step", [run])
@@ -286,12 +287,10 @@ class Store:
 
     # evaluations
     def record_eval(self, row: dict) -> int:
-        with self.db.conn:
-            return _insert(self.db.conn, "evals", [{"created": now(), **row}])
+        return self._add("evals", [{"created": now(), **row}])
 
     def evals(self, run: str | None = None, task: str | None = None) -> list[dict]:
-        where = {"run": run, "task": task}
-        where = {k: v for k, v in where.items() if v is not None}
+        where = {k: v for k, v in {"run": run, "task": task}.items() if v is not None}
         sql = "SELECT * FROM evals" + (" WHERE " if where else "")
         sql += " AND ".join(f"{k} = ?" for k in where) + " ORDER BY id"
         return self._rows(sql, list(where.values()))
@@ -301,18 +300,13 @@ class Store:
         rows = self._rows("SELECT * FROM learners WHERE name = ?", [name])
         return rows[0] if rows else None
 
-    def list_learners(self) -> list[dict]:
-        return self._rows("SELECT * FROM learners ORDER BY created, name")
-
     def save_learner(self, row: dict) -> None:
         """Insert or replace the learner row `row` (its `name` is the key)."""
-        with self.db.conn:
-            _insert(self.db.conn, "learners", [{**row, "updated": now()}], "INSERT OR REPLACE")
+        self._add("learners", [{**row, "updated": now()}], "INSERT OR REPLACE")
 
     def add_version(self, row: dict) -> None:
         """Record a published adapter version (edgecl.learner.publish numbers it)."""
-        with self.db.conn:
-            _insert(self.db.conn, "adapter_versions", [{"created": now(), **row}])
+        self._add("adapter_versions", [{"created": now(), **row}])
 
     def versions(self, learner: str) -> list[dict]:
         sql = "SELECT * FROM adapter_versions WHERE learner = ? ORDER BY version"
@@ -320,16 +314,14 @@ class Store:
 
     # the chat log (the workload the daemon will learn from)
     def log_exchange(self, row: dict) -> None:
-        with self.db.conn:
-            _insert(self.db.conn, "exchanges", [{"created": now(), **row}])
+        self._add("exchanges", [{"created": now(), **row}])
 
     def exchanges(self, learner: str | None = None) -> list[dict]:
         return self._of_learner("exchanges", learner)
 
     def add_adaptation(self, row: dict) -> int:
         """Record one adaptation cycle of the daemon (edgecl.adapt); returns its id."""
-        with self.db.conn:
-            return _insert(self.db.conn, "adaptations", [row])
+        return self._add("adaptations", [row])
 
     def adaptations(self, learner: str | None = None) -> list[dict]:
         return self._of_learner("adaptations", learner)
@@ -347,9 +339,9 @@ class Store:
 
     def bench(self, bench: str) -> tuple[list[dict], list[dict]]:
         """A benchmark's (eval points, table rows)."""
-        rows = [self._rows(f"SELECT * FROM {t} WHERE bench = ? ORDER BY rowid", [bench])
-                for t in ("bench_points", "bench_table")]  # fmt: skip
-        return rows[0], rows[1]
+        points, table = (self._rows(f"SELECT * FROM {t} WHERE bench = ? ORDER BY rowid", [bench])
+                         for t in ("bench_points", "bench_table"))  # fmt: skip
+        return points, table
 
     def purge_exchanges(self, before: str | None = None) -> int:
         """Delete logged exchanges (all, or those created before the ISO time `before`)."""
@@ -360,6 +352,10 @@ class Store:
                 cur = self.db.conn.execute("DELETE FROM exchanges WHERE created < ?", [before])
         return cur.rowcount
 
+    def _add(self, table: str, rows: list[dict], verb: str = "INSERT") -> int:
+        with self.db.conn:
+            return _insert(self.db.conn, table, rows, verb)
+
     def _rows(self, sql: str, args: list | None = None) -> list[dict]:
         rows = list(self.db.query(sql, args or []))
         for row in rows:
@@ -367,6 +363,12 @@ class Store:
                 if row[key] is not None:
                     row[key] = json.loads(row[key])
         return rows
+
+
+def _call_row(run: str, step: int, row: dict) -> dict:
+    row = {"created": now(), **row, "run": run, "step": step}
+    row["charged"] = int(bool(row.get("ok")) and bool(row.get("charged", True)))
+    return row
 
 
 def _not_null(pk: str | tuple[str, ...]) -> set[str]:

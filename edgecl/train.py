@@ -272,7 +272,8 @@ class Trainer:
         parts, owners = [], []
         for name in dict.fromkeys(entries[j][0].name for j in mine):  # one collect per task
             js = [j for j in mine if entries[j][0].name == name]
-            paid = PaidAnswers(entries[js[0]][1], self.store, c.run_name, self.state.step + 1)
+            paid = PaidAnswers(entries[js[0]][1], self.store, c.run_name, self.state.step + 1,
+                               log=self.world.is_main)  # fmt: skip
             parts.append(collect(
                 self.model, entries[js[0]][0], [entries[j][2] for j in js],
                 paid if self.method.help_allowed else None,  # edge-only: no cloud

@@ -356,14 +356,17 @@ def test_training_with_a_real_openai_compatible_cloud(model_dir, task_file, llam
     assert helped and all(s["composed"] != s["response"] for s in helped)
 
 
-def test_a_kill_between_rows_and_checkpoint_loses_no_call_and_pays_none_twice(
+@pytest.mark.parametrize("point", ["cloud-called", "step-rows-written"])
+def test_a_kill_after_a_paid_call_loses_no_call_and_pays_none_twice(
+    point,
     model_dir,
     task_file,
     llama_server,  # noqa: F811
 ):
-    """learn is killed right after a step's rows (its cloud calls) are written and before its
-    checkpoint. --resume replays that step: every call made is still in the log, and the
-    answers already paid for are reused, not asked for again (the server's own request log)."""
+    """learn is killed right after its first real cloud call returned (before the step's rows),
+    or after a step's rows and before its checkpoint. --resume replays the step: every call
+    made is in the log once, and answers already paid for are reused, not asked for again
+    (the server's own request log)."""
     import os
 
     from conftest_server import _server
@@ -373,26 +376,27 @@ def test_a_kill_between_rows_and_checkpoint_loses_no_call_and_pays_none_twice(
     def requests() -> int:
         return open(_server["log"], errors="replace").read().count("POST /v1/chat/completions")
 
-    home = os.environ["EDGECL_HOME"]
+    home, run = os.environ["EDGECL_HOME"], f"killed-{point}"
     args = ["learn", "--task", str(task_file), "--model", str(model_dir), "--budget", "0.2",
             "--steps", "2", "--batch-size", "2", "--group-size", "4", "--max-tokens", "40",
             "--warmup-steps", "0", "--seed", "3", "--cloud", "openai:smollm2",
-            "--cloud-url", llama_server, "--run-name", "killed"]  # fmt: skip
+            "--cloud-url", llama_server, "--run-name", run]  # fmt: skip
     before = requests()
-    killed = run_cli(*args, home=home, env={"EDGECL_KILL_AT": "step-rows-written"})
+    killed = run_cli(*args, home=home, env={"EDGECL_KILL_AT": point})
     assert killed.returncode == -9
-    first = Store().cloud_calls("killed")
+    first = Store().cloud_calls(run)
     assert first and {c["step"] for c in first} == {1} and all(c["text"] for c in first)
     assert requests() == before + len(first)
-    resumed = run_cli("learn", "--run-name", "killed", "--resume", home=home)
+    resumed = run_cli("learn", "--run-name", run, "--resume", home=home)
     assert resumed.returncode == 0, resumed.stderr
-    calls = Store().cloud_calls("killed")
-    assert [c["id"] for c in calls if c["step"] == 1] == [c["id"] for c in first]  # kept, once
-    assert requests() == before + len(calls)  # step 1's answers were not asked for again
-    assert [s["step"] for s in Store().steps("killed")] == [1, 2]
-    replayed = [s for s in Store().samples("killed", step=1) if s["help"]]
-    answers = {c["text"] for c in first}
-    assert replayed and all(any(a in s["composed"] for a in answers) for s in replayed)
+    calls = Store().cloud_calls(run)
+    assert [c["id"] for c in calls[: len(first)]] == [c["id"] for c in first]  # kept
+    assert len({(c["step"], c["item_id"]) for c in calls}) == len(calls)  # each paid once
+    assert requests() == before + len(calls)  # what was paid for was not asked for again
+    assert [s["step"] for s in Store().steps(run)] == [1, 2]
+    answer = {c["item_id"]: c["text"] for c in calls if c["step"] == 1}
+    replayed = [s for s in Store().samples(run, step=1) if s["help"]]
+    assert replayed and all(answer[s["item_id"]] in s["composed"] for s in replayed)
 
 
 def test_lambda_starts_by_the_rule_after_the_warm_up(model_dir, task_file):

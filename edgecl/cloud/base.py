@@ -24,6 +24,7 @@ class CloudReply:
     simulated: bool = False
     error: str | None = None
     reused: bool = False  # an answer already paid for, replayed after a resume: not a new call
+    call_id: int | None = None  # its cloud_calls row, when logged as it was made (PaidAnswers)
 
     def log_fields(self) -> dict[str, Any]:
         """The fields the `cloud_calls` table keeps (the text goes to the samples log)."""
