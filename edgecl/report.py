@@ -25,7 +25,7 @@ from edgecl.errors import EdgeclError
 SHADES = ("#dbe9f6", "#fbe3d6", "#e2f0d9", "#efe0f5")
 
 
-def _write_csv(path: Path, columns: dict[str, list]) -> None:
+def write_csv(path: Path, columns: dict[str, list]) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
@@ -115,17 +115,24 @@ def report(store, run: str, out: Path) -> list[Path]:
         png = out / f"{name}.png"
         fig.savefig(png)
         plt.close(fig)
-        _write_csv(out / f"{name}.csv", series)
+        write_csv(out / f"{name}.csv", series)
         pngs.append(png)
-    figures = "\n".join(
-        f'<figure><img src="{p.name}" alt="{html.escape(plots[p.stem][0])}">'
-        f'<figcaption>{html.escape(plots[p.stem][0])} (<a href="{p.stem}.csv">data</a>)'
+    write_page(out, f"edgecl run {run}", f"{len(rows)} steps.",
+               [(p, plots[p.stem][0]) for p in pngs])  # fmt: skip
+    return pngs
+
+
+def write_page(out: Path, title: str, intro: str, figures: list[tuple[Path, str]]) -> None:
+    """index.html in `out`: the title, a line of text, and each PNG with its caption and a link
+    to the CSV beside it."""
+    body = "\n".join(
+        f'<figure><img src="{p.name}" alt="{html.escape(caption)}">'
+        f'<figcaption>{html.escape(caption)} (<a href="{p.stem}.csv">data</a>)'
         "</figcaption></figure>"
-        for p in pngs
+        for p, caption in figures
     )
     (out / "index.html").write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>edgecl run "
-        f"{html.escape(run)}</title></head><body><h1>edgecl run {html.escape(run)}</h1>"
-        f"<p>{len(rows)} steps.</p>\n{figures}\n</body></html>\n"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>\n{body}\n"
+        "</body></html>\n"
     )
-    return pngs

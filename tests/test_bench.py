@@ -116,6 +116,22 @@ def test_bench_plumbing_on_the_tiny_model(tiny_mlx_dir, two_tasks, edgecl_home, 
     assert [s["step"] for s in store.steps(job)] == [1, 2]
     shown = run_cli("bench", "show", "b1", home=edgecl_home)
     assert shown.stdout == table_md
+    # edgecl report --bench: valid PNGs, and the CSVs beside them are the stored values.
+    plots = tmp_path / "plots"
+    report = run_cli("report", "--bench", "b1", "--out", str(plots), home=edgecl_home)
+    assert report.returncode == 0, report.stderr
+    names = ["accuracy_order1", "accuracy_order2", "forgetting_local", "forgetting_joint"]
+    page = (plots / "index.html").read_text()
+    for name in names:
+        assert (plots / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f'src="{name}.png"' in page
+    first = [p for p in points if p["sequence"] == ",".join(two_tasks)]
+    with (plots / "accuracy_order1.csv").open() as f:
+        series = list(csv.DictReader(f))
+    key = lambda p: (p["method"], p["task"], int(p["step"]))  # noqa: E731
+    assert sorted((key(r), float(r["local_acc"])) for r in series) == sorted(
+        (key(p), p["local_acc"]) for p in first
+    )
 
 
 def test_ray_executor_runs_two_jobs_on_a_local_instance(tiny_mlx_dir, two_tasks, edgecl_home):
