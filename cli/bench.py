@@ -3,6 +3,7 @@
 edgecl bench continual --sequence math,code --methods da-grpo,grpo-hier,gapg,edge-only
 edgecl bench continual --id b1 --executor ray [--ray-address HOST:6379]
 edgecl bench show b1                       # the table again, from SQLite
+edgecl bench assist-grid --task math --budget 0.3  # the baselines' assist reward toward tau
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def continual(
     sequence: str = typer.Option("math,code", help="Tasks in order, comma-separated."),
     methods: str = typer.Option("da-grpo,grpo-hier,gapg,edge-only", help="Methods to compare."),
     budget: str = typer.Option(None, help="Per task, e.g. math:0.3,code:0.5 [the paper's]."),
+    assist: str = typer.Option(None, help="Baselines' assist reward per task [Table 3's]."),
     steps_per_task: int = typer.Option(30, help="DA-GRPO steps on each task."),
     eval_items: int = typer.Option(40, help="Eval items per task at each eval point."),
     every: int = typer.Option(10, help="Evaluate every K steps (and at each task's end)."),
@@ -42,39 +44,103 @@ def continual(
 
     from edgecl import paths
     from edgecl.bench.continual import Plan, jobs
-    from edgecl.bench.executors import EXECUTORS, run_local, run_ray
 
-    if executor not in EXECUTORS:
-        raise EdgeclError(f"unknown --executor {executor!r}: use local or ray")
-    try:
-        pairs = (p.split(":") for p in budget.split(",")) if budget else ()
-        budgets = {t: float(v) for t, v in pairs}
-        seed_list = [int(s) for s in seeds.split(",")]
-    except ValueError:
-        raise EdgeclError("--budget is task:tau,... (e.g. math:0.3) and --seeds 0,1,...") from None
     plan = Plan(
         [t.strip() for t in sequence.split(",") if t.strip()],
         [m.strip() for m in methods.split(",") if m.strip()],
-        budgets, steps_per_task, eval_items, every, seed_list, batch_size, group_size,
-        max_tokens, model, warmup_steps, help_steps,
+        _per_task(budget, "--budget"), steps_per_task, eval_items, every, _numbers(seeds, int),
+        batch_size, group_size, max_tokens, model, warmup_steps, help_steps,
+        _per_task(assist, "--assist"),
     )  # fmt: skip
     bench_id = bench_id or f"continual-{time.strftime('%Y%m%d-%H%M%S')}"
     folder = out or paths.data_dir() / "bench" / bench_id
     specs = jobs(bench_id, plan)
     typer.echo(f"bench {bench_id}: {len(specs)} jobs; plan {json.dumps(specs[0]['plan'])}")
-    if executor == "ray":
-        results = run_ray(specs, ray_address, typer.echo)
-    else:
-        results = run_local(specs, paths.data_dir() / "bench" / bench_id / "logs", typer.echo)
+    results = _execute(specs, bench_id, executor, ray_address)
     _finish(bench_id, plan, results, folder)
+
+
+@app.command("assist-grid")
+def assist_grid(
+    task: str = typer.Option(..., help="The task (math, code, qa or a .jsonl)."),
+    budget: float = typer.Option(..., min=0, max=1, help="The cloud ratio tau to aim at."),
+    values: str = typer.Option("0.05,0.1,0.2,0.4,0.6", help="Assist rewards to try."),
+    method: str = typer.Option("grpo-hier", help="A hierarchical method: grpo-hier, gapg, gvpo."),
+    steps: int = typer.Option(20, help="Training steps per value."),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(4),
+    group_size: int = typer.Option(4),
+    max_tokens: int = typer.Option(96),
+    model: str = typer.Option(None, help="Model name or path (default: bundled SmolLM2)."),
+    warmup_steps: int = typer.Option(None, help="Warm-up format steps [learn's default]."),
+    help_steps: int = typer.Option(None, help="Warm-up help steps [learn's default]."),
+    bench_id: str = typer.Option(None, "--id", help="Name of the grid (to resume it)."),
+    executor: str = typer.Option("local", help="local (child processes) or ray."),
+    ray_address: str = typer.Option(None, help="A running Ray cluster (default: start one)."),
+) -> None:
+    """Choose the hierarchical baselines' assist reward for a task: the value whose training
+    cloud ratio comes nearest tau."""
+    import csv
+    import time
+
+    from edgecl import paths
+    from edgecl.bench.grid import choose, grid_jobs, markdown
+
+    fixed = dict(model=model, batch_size=batch_size, group_size=group_size, max_tokens=max_tokens,
+                 warmup_steps=warmup_steps, help_steps=help_steps)  # fmt: skip
+    bench_id = bench_id or f"grid-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        specs = grid_jobs(bench_id, task, budget, _numbers(values, float), method, steps, seed,
+                          fixed)  # fmt: skip
+    except ValueError as e:
+        raise EdgeclError(str(e)) from None
+    results = _execute(specs, bench_id, executor, ray_address)
+    folder = paths.data_dir() / "bench" / bench_id
+    text = markdown(results, task, method)
+    (folder / "grid.md").write_text(text)
+    with (folder / "grid.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(results[0]))
+        writer.writeheader()
+        writer.writerows(results)
+    best = choose(results)
+    typer.echo(text + f"chosen: --assist {task}:{best['assist']:g} (wrote {folder / 'grid.md'})")
+
+
+def _execute(specs: list[dict], bench_id: str, executor: str, address: str | None) -> list[dict]:
+    from edgecl import paths
+    from edgecl.bench.executors import EXECUTORS, run_local, run_ray
+
+    if executor not in EXECUTORS:
+        raise EdgeclError(f"unknown --executor {executor!r}: use local or ray")
+    if executor == "ray":
+        return run_ray(specs, address, typer.echo)
+    return run_local(specs, paths.data_dir() / "bench" / bench_id / "logs", typer.echo)
+
+
+def _numbers(text: str, kind) -> list:
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise EdgeclError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _per_task(text: str | None, option: str) -> dict[str, float]:
+    """'math:0.3,code:0.5' -> {"math": 0.3, "code": 0.5}."""
+    try:
+        return {t: float(v) for t, v in (p.rsplit(":", 1) for p in text.split(","))} if text else {}
+    except ValueError:
+        raise EdgeclError(f"{option} is task:value,... (e.g. math:0.3,code:0.5)") from None
 
 
 @app.command("job", hidden=True)
 def job(spec: str) -> None:
     """Run one benchmark job (what the executors start); the last line is its result."""
     from edgecl.bench.continual import run_job
+    from edgecl.bench.grid import run_grid_job
 
-    result = run_job(json.loads(spec), on_line=lambda line: typer.echo(line, err=True))
+    the_spec = json.loads(spec)
+    run = run_grid_job if the_spec.get("kind") == "grid" else run_job
+    result = run(the_spec, on_line=lambda line: typer.echo(line, err=True))
     typer.echo(json.dumps(result))
 
 

@@ -35,7 +35,8 @@ class TrainConfig:
     learner: str = "default"  # edgecl.learner: whose current adapter and lambda the run continues
     fresh: bool = False  # start from the base model, whatever the learner has
     method: str = "da-grpo"  # or a baseline of the paper: edgecl.core.methods
-    assist_reward: float | None = None  # hierarchical methods; None: the paper's per task kind
+    assist_reward: float | dict | None = None  # hierarchical methods: one value, or per task;
+    # None: the paper's for the task's kind (edgecl.core.methods.ASSIST_REWARD)
     replay: float = 0.0  # share of each batch from earlier tasks (edgecl.replay)
     batch_size: int = 4
     group_size: int = 8

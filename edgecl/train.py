@@ -298,9 +298,9 @@ class Trainer:
 
     def assist(self) -> float:
         """The hierarchical methods' reward for a right cloud answer, for this step's task."""
-        return assist_reward(
-            self.tasks[self.locate(self.state.step)[0]].kind, self.config.assist_reward
-        )
+        phase = self.locate(self.state.step)[0]
+        given, spec = self.config.assist_reward, self.config.phases[phase].task
+        return assist_reward(self.tasks[phase].kind, given, spec)
 
     def step(self, guard=None) -> dict:
         c = self.config

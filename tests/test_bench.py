@@ -92,7 +92,7 @@ def test_bench_plumbing_on_the_tiny_model(tiny_mlx_dir, two_tasks, edgecl_home, 
             "da-grpo,grpo-hier", "--steps-per-task", "1", "--eval-items", "2", "--every", "1",
             "--batch-size", "1", "--group-size", "2", "--max-tokens", "8", "--model",
             str(tiny_mlx_dir), "--warmup-steps", "1", "--help-steps", "1", "--id", "b1",
-            "--out", str(tmp_path / "out"))  # fmt: skip
+            "--out", str(tmp_path / "out"), "--assist", f"{two_tasks[0]}:0.3")  # fmt: skip
     first = run_cli(*args, home=edgecl_home)
     assert first.returncode == 0, first.stderr
     assert "job 4/4" in first.stdout
@@ -108,6 +108,7 @@ def test_bench_plumbing_on_the_tiny_model(tiny_mlx_dir, two_tasks, edgecl_home, 
         assert r["forgetting"] == (pytest.approx((during - post) / during) if during else None)
     for job in {p["job"] for p in points}:
         assert [s["step"] for s in store.steps(job)] == [1, 2]  # both phases trained
+        assert store.get_run(job)["config"]["assist_reward"] == {two_tasks[0]: 0.3}
     table_md = (tmp_path / "out" / "table.md").read_text()
     assert table_md.count("| local-solved |") == 2 and table_md.count("| joint |") == 2
     # Done jobs are not trained again: the same command prints the same table.
@@ -147,3 +148,29 @@ def test_ray_executor_runs_two_jobs_on_a_local_instance(tiny_mlx_dir, two_tasks,
     points, rows = Store(edgecl_home / "edgecl.db").bench("r1")
     assert len(rows) == 4 and len(points) == 2 * 3 * 2  # 2 jobs x steps 0,1,2 x 2 tasks
     assert len({p["job"] for p in points}) == 2
+
+
+def test_assist_grid_chooses_the_value_nearest_tau(tiny_mlx_dir, two_tasks, edgecl_home):
+    from edgecl.bench.grid import choose, markdown
+
+    results = [{"assist": a, "tau": 0.3, "j_c": j, "accuracy": 0.5, "name": str(a), "steps": 4}
+               for a, j in ((0.1, 0.05), (0.2, 0.25), (0.4, 0.35), (0.6, 0.9))]  # fmt: skip
+    assert choose(results)["assist"] == 0.2  # |0.25 - 0.3| = |0.35 - 0.3|: the smaller value
+    assert "| 0.2 | 0.250 | 0.050 | 0.500 | yes |" in markdown(results, "math", "grpo-hier")
+    args = ("bench", "assist-grid", "--task", two_tasks[0], "--budget", "0.3", "--values",
+            "0.1,0.5", "--steps", "2", "--batch-size", "1", "--group-size", "2", "--max-tokens",
+            "8", "--model", str(tiny_mlx_dir), "--warmup-steps", "1", "--help-steps", "1",
+            "--id", "g1")  # fmt: skip
+    result = run_cli(*args, home=edgecl_home)
+    assert result.returncode == 0, result.stderr
+    with (edgecl_home / "bench" / "g1" / "grid.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["assist"]) for r in rows] == [0.1, 0.5]
+    store = Store(edgecl_home / "edgecl.db")
+    for r in rows:
+        steps = store.steps(r["name"])
+        assert len(steps) == 2 and float(r["j_c"]) == pytest.approx(steps[1]["j_c"])
+        assert store.get_run(r["name"])["config"]["assist_reward"] == float(r["assist"])
+    assert "chosen: --assist " in result.stdout
+    wrong = run_cli(*args[:-2], "--method", "da-grpo", "--id", "g2", home=edgecl_home)
+    assert wrong.returncode == 1 and "da-grpo has no assistance reward" in wrong.stderr

@@ -51,6 +51,7 @@ class Plan:
     model: str | None = None
     warmup_steps: int | None = None  # None: learn's defaults
     help_steps: int | None = None
+    assist: dict[str, float] = field(default_factory=dict)  # task -> hierarchical assist reward
 
     def __post_init__(self) -> None:
         if len(self.sequence) < 2:
@@ -78,53 +79,80 @@ def jobs(bench: str, plan: Plan) -> list[dict]:
         get_method(method)  # a bad name fails before anything runs
     return [
         {"bench": bench, "method": m, "order": order, "seed": seed, "plan": asdict(plan),
-         "name": f"{bench}-{m}-{'-'.join(_short(t) for t in order)}-s{seed}"}
+         "name": f"{bench}-{m}-{'-'.join(short_name(t) for t in order)}-s{seed}"}
         for m in plan.methods for order in plan.orders() for seed in plan.seeds
     ]  # fmt: skip
 
 
-def _short(task: str) -> str:
+def short_name(task: str) -> str:
     return task.rsplit("/", 1)[-1].removesuffix(".jsonl")
+
+
+def train_run(config, on_line=print, on_step=None, before=None):
+    """Train the run `config` (resume it if it exists; nothing if it is done), printing a line
+    per step; `on_step(row)` after each step and `before(trainer)` once the run is prepared.
+    Returns the run's step rows."""
+    from edgecl.backends.mlx_backend import MLXModel
+    from edgecl.config import TrainConfig
+    from edgecl.models.registry import resolve_model
+    from edgecl.store import Store
+    from edgecl.train import Trainer
+
+    store = Store()
+    row = store.get_run(config.run_name)
+    if row is not None:
+        config = TrainConfig.from_dict(row["config"])
+    entry = resolve_model(config.model)
+
+    def on_event(kind: str, d: dict) -> None:
+        if kind == "step":
+            on_line(f"{config.run_name} step {d['step']} {d['task']}: cloud {d['j_c']:.2f} "
+                    f"reward {d['mean_reward']:+.3f} lambda {d['lambda_after']:.3f}")  # fmt: skip
+            if on_step is not None:
+                on_step(d)
+
+    trainer = Trainer(config, MLXModel.load(entry.mlx_dir, entry.name), store, on_event)
+    if row is None or row["status"] != "done":
+        trainer.prepare(resume=row is not None)
+        if before is not None:
+            before(trainer)
+        trainer.run()
+    steps = store.steps(config.run_name)
+    store.close()
+    return steps
+
+
+def sizes(plan_or_spec: dict) -> dict:
+    """The TrainConfig settings a benchmark fixes (the rest are learn's defaults)."""
+    keys = ("model", "batch_size", "group_size", "max_tokens", "warmup_steps", "help_steps")
+    return {k: plan_or_spec[k] for k in keys if plan_or_spec.get(k) is not None}
 
 
 def run_job(spec: dict, on_line=print) -> dict:
     """Train and evaluate one job (resuming it if it ran before); returns its result."""
-    from edgecl.backends.mlx_backend import MLXModel
     from edgecl.cloud import make_cloud
     from edgecl.config import Phase, TrainConfig
     from edgecl.evaluate import evaluate
-    from edgecl.models.registry import resolve_model
-    from edgecl.store import Store
     from edgecl.tasks.registry import get_task
-    from edgecl.train import Trainer
 
-    plan, name = Plan(**spec["plan"]), spec["name"]
+    plan, name, seed = Plan(**spec["plan"]), spec["name"], spec["seed"]
     file = paths.data_dir() / "bench" / spec["bench"] / f"{name}.json"
     points = json.loads(file.read_text()) if file.is_file() else []
-    store = Store()
     phases = [Phase(t, str(plan.budgets[t]), plan.steps_per_task) for t in spec["order"]]
-    warm = {"warmup_steps": plan.warmup_steps, "help_steps": plan.help_steps}
-    config = TrainConfig(
-        run_name=name, phases=phases, model=plan.model, learner=name, fresh=True,
-        method=spec["method"], batch_size=plan.batch_size, group_size=plan.group_size,
-        max_tokens=plan.max_tokens, seed=spec["seed"],
-        **{k: v for k, v in warm.items() if v is not None},
-    )  # fmt: skip
-    row = store.get_run(name)
-    if row is not None:
-        config = TrainConfig.from_dict(row["config"])
-    entry = resolve_model(config.model)
-    model = MLXModel.load(entry.mlx_dir, entry.name)
-    tasks = {t: get_task(t, config.verifier, spec["seed"]) for t in plan.sequence}
-    due = plan.eval_steps()
+    config = TrainConfig(run_name=name, phases=phases, learner=name, fresh=True, seed=seed,
+                         method=spec["method"], assist_reward=plan.assist or None,
+                         **sizes(spec["plan"]))  # fmt: skip
+    tasks = {t: get_task(t, config.verifier, seed) for t in plan.sequence}
+    due, holder = plan.eval_steps(), {}
 
     def evaluate_all(step: int) -> None:
         if step not in due or any(p["step"] == step for p in points):
             return
+        model = holder["trainer"].model
         phase = min((step - 1) // plan.steps_per_task + 1, len(phases)) if step else 0
         for t, task in tasks.items():
-            cloud = make_cloud("reference", task=task, seed=spec["seed"])
-            r = evaluate(model, task, cloud, plan.eval_items, config.max_tokens, spec["seed"])
+            cloud = make_cloud("reference", task=task, seed=seed)
+            r = evaluate(model, task, cloud, plan.eval_items, plan.max_tokens, seed)
             accs = {k: r[k] for k in ("local_acc", "joint_acc", "cloud_ratio")}
             points.append({"step": step, "phase": phase, "task": t, "n": r["n"], **accs})
             on_line(f"{name} step {step} eval {t}: local {r['local_acc']:.3f} "
@@ -134,22 +162,13 @@ def run_job(spec: dict, on_line=print) -> dict:
         tmp.write_text(json.dumps(points))
         tmp.replace(file)
 
-    def on_event(kind: str, data: dict) -> None:
-        if kind == "step":
-            d = data
-            on_line(f"{name} step {d['step']} {d['task']}: cloud {d['j_c']:.2f} "
-                    f"reward {d['mean_reward']:+.3f} lambda {d['lambda_after']:.3f}")  # fmt: skip
-            evaluate_all(data["step"])
+    def before(trainer) -> None:  # after the warm-up, or a step a kill left unevaluated
+        holder["trainer"] = trainer
+        evaluate_all(trainer.state.step)
 
-    trainer = Trainer(config, model, store, on_event)
-    if row is None or row["status"] != "done":
-        trainer.prepare(resume=row is not None)
-        evaluate_all(trainer.state.step)  # after the warm-up, or a step a kill left unevaluated
-        trainer.run()
-    steps = store.steps(name)
+    steps = train_run(config, on_line, lambda row: evaluate_all(row["step"]), before)
     ratios = [float(np.mean([s["j_c"] for s in steps if s["phase"] == str(k + 1)] or [np.nan]))
               for k in range(len(phases))]  # fmt: skip
-    store.close()
     return {**{k: spec[k] for k in ("bench", "name", "method", "order", "seed")},
             "points": points, "phase_cloud": ratios}  # fmt: skip
 
@@ -197,8 +216,9 @@ def markdown(rows: list[dict], plan: Plan) -> str:
 
     head = ["Responses", "Method"]
     for t in plan.sequence:
-        head += [f"{_short(t)} during", f"{_short(t)} post-switch", f"{_short(t)} forgetting",
-                 f"{_short(t)} cloud (own / after)"]  # fmt: skip
+        name = short_name(t)
+        head += [f"{name} during", f"{name} post-switch", f"{name} forgetting",
+                 f"{name} cloud (own / after)"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for kind in RESPONSES:
         for method in plan.methods:

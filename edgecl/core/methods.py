@@ -79,9 +79,12 @@ def get_method(name: str) -> Method:
     return _METHODS[name]
 
 
-def assist_reward(kind: str, override: float | None = None) -> float:
-    """The hierarchical methods' reward for a correct cloud answer on a task of `kind`."""
-    return ASSIST_REWARD[kind] if override is None else override
+def assist_reward(kind: str, override: float | dict | None = None, task: str = "") -> float:
+    """The hierarchical methods' reward for a correct cloud answer on a task of `kind`: the
+    override (one value, or per task spec), else the paper's for the kind."""
+    if isinstance(override, dict):
+        override = override.get(task)
+    return ASSIST_REWARD[kind] if override is None else float(override)
 
 
 def rewards_and_costs(
