@@ -46,6 +46,17 @@ CASES = [  # (arguments, words the error must contain)
     ("learn --task math --model {tiny} --max-tokens 4096", "beyond the context"),
     ("generate --prompt hi --model {tiny} --max-tokens 2048", "beyond the context"),
     ("chat --once hi --model {tiny} --max-tokens 5000", "beyond the context"),
+    ("learn --task math --method ppo", "unknown method 'ppo': use one of da-grpo"),
+    ("learn --task math --replay 1.5", "--replay 1.5: give a share of the batch in [0, 1)"),
+    ("eval --task math --model {tiny} --router psychic --budget 0.3", "unknown router 'psychic'"),
+    ("bench continual --sequence math", "two tasks or more"),
+    ("bench continual --methods da-grpo,ppo", "unknown method 'ppo'"),
+    ("bench continual --budget math=0.3", "--budget is task:value"),
+    ("bench continual --executor slurm", "unknown --executor 'slurm'"),
+    ("bench assist-grid --task math --budget 0.3 --method edge-only", "has no assistance reward"),
+    ("bench show nope", "no benchmark 'nope'"),
+    ("report --run a --bench b", "give one of --run NAME and --bench ID"),
+    ("report --bench nope", "no benchmark 'nope'"),
 ]
 
 
