@@ -20,246 +20,16 @@ from __future__ import annotations
 
 import functools
 import random
-import string
 
 from edgecl.errors import EdgeclError
 from edgecl.tasks.base import MAX_STEPS, Item, check_split, code_block, fit_steps
+from edgecl.tasks.code_templates import LEVELS as EASY_LEVELS
+from edgecl.tasks.code_templates import SINGLES, TEMPLATES
 from edgecl.tasks.sandbox import run_python
 
 LEVELS = ("mix", "easy", "hard")
 HUMANEVAL_EVAL = 40
 EASY_EVAL_FRACTION = 0.2
-
-_INTS = [(0,), (1,), (-3,), (10,), (57,)]
-_STRS = [("",), ("a",), ("hello",), ("Banana",), ("level up",), ("abracadabra",)]
-_LISTS = [([],), ([1],), ([3, -1, 2],), ([5, 5, 0, 12],), ([-4, 7, 19, 2, 8],)]
-_NONEMPTY = [([1],), ([3, -1, 2],), ([5, 5, 0, 12],), ([-4, 7, 19, 2, 8],), ([-2, -9],)]
-_LETTERS = string.ascii_lowercase
-# The easy tier's levels, by function name (a template's name without its parameter).
-_LEVELS = {
-    "1-arith": ("add", "subtract", "times", "power", "mod", "at_least", "divisible_by",
-                "is_greater_than", "multiply", "is_even", "absolute_value", "square"),
-    "2-string": ("repeat", "count_letter", "starts_with", "ends_with", "last", "reverse_string",
-                 "to_upper", "remove_spaces", "is_palindrome"),
-    "3-list": ("first", "greater_than", "scale_by", "max_of_list", "min_of_list", "sum_of_list",
-               "list_length", "last_item", "average"),
-    "4-loop": ("count_vowels", "word_count", "factorial", "count_above", "sum_of_multiples_of",
-               "sum_of_powers"),
-}  # fmt: skip
-
-# (name template, parameter values, argument names, description, body, test inputs)
-_TEMPLATES: list[tuple[str, list, str, str, str, list]] = [
-    ("add_{k}", list(range(1, 31)), "x", "returns x plus {k}", "return x + {k}", _INTS),
-    ("subtract_{k}", list(range(1, 31)), "x", "returns x minus {k}", "return x - {k}", _INTS),
-    ("times_{k}", list(range(2, 26)), "x", "returns x multiplied by {k}", "return x * {k}", _INTS),
-    ("power_{k}", list(range(2, 7)), "x", "returns x to the power {k}", "return x ** {k}", _INTS),
-    (
-        "mod_{k}",
-        list(range(2, 21)),
-        "x",
-        "returns the remainder of x divided by {k}",
-        "return x % {k}",
-        _INTS,
-    ),
-    (
-        "at_least_{k}",
-        list(range(0, 20)),
-        "x",
-        "returns the larger of x and {k}",
-        "return max(x, {k})",
-        _INTS,
-    ),
-    (
-        "divisible_by_{k}",
-        list(range(2, 16)),
-        "x",
-        "returns True if x is divisible by {k}, else False",
-        "return x % {k} == 0",
-        [(0,), (7,), (12,), (30,), (-15,), (60,)],
-    ),
-    (
-        "is_greater_than_{k}",
-        list(range(0, 21)),
-        "x",
-        "returns True if x is greater than {k}",
-        "return x > {k}",
-        [(-1,), (0,), (5,), (10,), (20,), (21,)],
-    ),
-    (
-        "repeat_{k}_times",
-        list(range(2, 10)),
-        "s",
-        "returns the string s repeated {k} times",
-        "return s * {k}",
-        _STRS,
-    ),
-    (
-        "count_letter_{k}",
-        list(_LETTERS),
-        "s",
-        "returns how many times the letter '{k}' occurs in the string s",
-        "return s.count({k!r})",
-        _STRS + [("{k}{k}x{k}",)],
-    ),
-    (
-        "starts_with_{k}",
-        list(_LETTERS),
-        "s",
-        "returns True if the string s starts with '{k}'",
-        "return s.startswith({k!r})",
-        _STRS + [("{k}bc",)],
-    ),
-    (
-        "ends_with_{k}",
-        list(_LETTERS),
-        "s",
-        "returns True if the string s ends with '{k}'",
-        "return s.endswith({k!r})",
-        _STRS + [("xy{k}",)],
-    ),
-    (
-        "last_{k}_chars",
-        list(range(1, 7)),
-        "s",
-        "returns the last {k} characters of the string s",
-        "return s[-{k}:]",
-        [("abcdefgh",), ("hello world",), ("python3.11",)],
-    ),
-    (
-        "first_{k}_items",
-        list(range(1, 7)),
-        "items",
-        "returns a list of the first {k} elements of the list items",
-        "return items[:{k}]",
-        _LISTS + [([9, 8, 7, 6, 5, 4, 3, 2],)],
-    ),
-    (
-        "greater_than_{k}",
-        list(range(0, 21)),
-        "nums",
-        "returns a list of the numbers in nums that are greater than {k}, in order",
-        "return [n for n in nums if n > {k}]",
-        _LISTS + [([0, 5, 10, 15, 20, 25],)],
-    ),
-    (
-        "count_above_{k}",
-        list(range(0, 16)),
-        "nums",
-        "returns how many numbers in nums are greater than {k}",
-        "return sum(1 for n in nums if n > {k})",
-        _LISTS + [([0, 5, 10, 15, 20, 25],)],
-    ),
-    (
-        "sum_of_multiples_of_{k}",
-        list(range(2, 12)),
-        "nums",
-        "returns the sum of the numbers in nums that are divisible by {k}",
-        "return sum(n for n in nums if n % {k} == 0)",
-        _LISTS + [([2, 3, 4, 6, 9, 10, 12, 15, 20],)],
-    ),
-    (
-        "sum_of_powers_{k}",
-        list(range(2, 6)),
-        "nums",
-        "returns the sum of every number in nums raised to the power {k}",
-        "return sum(n ** {k} for n in nums)",
-        _LISTS,
-    ),
-    (
-        "scale_by_{k}",
-        list(range(2, 12)),
-        "nums",
-        "returns a new list with every number in nums multiplied by {k}",
-        "return [n * {k} for n in nums]",
-        _LISTS,
-    ),
-]
-_SINGLES: list[tuple[str, str, str, str, list]] = [
-    ("add", "a, b", "returns the sum of a and b", "return a + b", [(1, 2), (-5, 5), (10, 32)]),
-    (
-        "multiply",
-        "a, b",
-        "returns the product of a and b",
-        "return a * b",
-        [(3, 4), (-2, 5), (0, 9)],
-    ),
-    ("reverse_string", "s", "returns the string s reversed", "return s[::-1]", _STRS),
-    (
-        "max_of_list",
-        "nums",
-        "returns the largest number in the non-empty list nums",
-        "return max(nums)",
-        _NONEMPTY,
-    ),
-    (
-        "min_of_list",
-        "nums",
-        "returns the smallest number in the non-empty list nums",
-        "return min(nums)",
-        _NONEMPTY,
-    ),
-    ("sum_of_list", "nums", "returns the sum of the numbers in nums", "return sum(nums)", _LISTS),
-    (
-        "count_vowels",
-        "s",
-        "returns the number of vowels (a, e, i, o, u, either case) in s",
-        "return sum(1 for c in s.lower() if c in 'aeiou')",
-        _STRS,
-    ),
-    (
-        "is_palindrome",
-        "s",
-        "returns True if the string s reads the same backwards",
-        "return s == s[::-1]",
-        _STRS + [("racecar",)],
-    ),
-    ("is_even", "x", "returns True if x is even", "return x % 2 == 0", _INTS),
-    ("absolute_value", "x", "returns the absolute value of x", "return abs(x)", _INTS),
-    ("to_upper", "s", "returns the string s in upper case", "return s.upper()", _STRS),
-    (
-        "word_count",
-        "s",
-        "returns the number of words (separated by spaces) in s",
-        "return len(s.split())",
-        _STRS + [("one two  three",)],
-    ),
-    (
-        "list_length",
-        "items",
-        "returns the number of elements in the list items",
-        "return len(items)",
-        _LISTS,
-    ),
-    ("square", "x", "returns x squared", "return x * x", _INTS),
-    (
-        "last_item",
-        "items",
-        "returns the last element of the non-empty list items",
-        "return items[-1]",
-        _NONEMPTY,
-    ),
-    (
-        "remove_spaces",
-        "s",
-        "returns s with every space removed",
-        "return s.replace(' ', '')",
-        _STRS,
-    ),
-    (
-        "average",
-        "nums",
-        "returns the average of the non-empty list nums",
-        "return sum(nums) / len(nums)",
-        _NONEMPTY,
-    ),
-    (
-        "factorial",
-        "n",
-        "returns n! (the factorial of n, with 0! = 1) for n >= 0",
-        "result = 1\n    for i in range(2, n + 1):\n        result *= i\n    return result",
-        [(0,), (1,), (5,), (7,)],
-    ),
-]
 
 
 class CodeTask:
@@ -335,7 +105,7 @@ def _easy_description(item: Item) -> str:
 @functools.lru_cache(maxsize=8)
 def _easy_items() -> tuple[Item, ...]:
     items = []
-    for name_t, params, args, desc_t, body_t, inputs in _TEMPLATES:
+    for name_t, params, args, desc_t, body_t, inputs in TEMPLATES:
         for k in params:
             name = name_t.format(k=k)
             fmt = {"k": k}
@@ -344,7 +114,7 @@ def _easy_items() -> tuple[Item, ...]:
             items.append(
                 _easy_item(name, args, desc_t.format(**fmt), body_t.format(**fmt), tests, level)
             )
-    for name, args, desc, body, inputs in _SINGLES:
+    for name, args, desc, body, inputs in SINGLES:
         items.append(_easy_item(name, args, desc, body, inputs, _level(name)))
     return tuple(items)
 
@@ -354,7 +124,7 @@ def _fill(value, fmt: dict):
 
 
 def _level(stem: str) -> str:
-    return next(level for level, stems in _LEVELS.items() if stem in stems)
+    return next(level for level, stems in EASY_LEVELS.items() if stem in stems)
 
 
 def _easy_item(name: str, args: str, description: str, body: str, cases: list, level: str) -> Item:
