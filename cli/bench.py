@@ -16,28 +16,35 @@ import typer
 from edgecl.errors import EdgeclError
 
 app = typer.Typer(help="Benchmarks: the paper's task-switch table.", no_args_is_help=True)
+# Options both benchmarks take: the step's size and warm-up, and where the jobs run.
+BATCH_SIZE, GROUP_SIZE, MAX_TOKENS = typer.Option(4), typer.Option(4), typer.Option(96)
+MODEL = typer.Option(None, help="Model name or path (default: bundled SmolLM2).")
+WARMUP_STEPS = typer.Option(None, help="Warm-up format steps (default: learn's).")
+HELP_STEPS = typer.Option(None, help="Warm-up help steps (default: learn's).")
+EXECUTOR = typer.Option("local", help="local (child processes) or ray.")
+RAY_ADDRESS = typer.Option(None, help="A running Ray cluster (default: start one).")
 
 
 @app.command("continual")
 def continual(
     sequence: str = typer.Option("math,code", help="Tasks in order, comma-separated."),
     methods: str = typer.Option("da-grpo,grpo-hier,gapg,edge-only", help="Methods to compare."),
-    budget: str = typer.Option(None, help="Per task, e.g. math:0.3,code:0.5 [the paper's]."),
-    assist: str = typer.Option(None, help="Baselines' assist reward per task [Table 3's]."),
+    budget: str = typer.Option(None, help="tau per task, e.g. math:0.3,code:0.5 (the paper's)."),
+    assist: str = typer.Option(None, help="Baselines' assist reward per task (Table 3's)."),
     steps_per_task: int = typer.Option(30, help="DA-GRPO steps on each task."),
     eval_items: int = typer.Option(40, help="Eval items per task at each eval point."),
     every: int = typer.Option(10, help="Evaluate every K steps (and at each task's end)."),
     seeds: str = typer.Option("0", help="Seeds, comma-separated."),
-    batch_size: int = typer.Option(4),
-    group_size: int = typer.Option(4),
-    max_tokens: int = typer.Option(96),
-    model: str = typer.Option(None, help="Model name or path (default: bundled SmolLM2)."),
-    warmup_steps: int = typer.Option(None, help="Warm-up format steps [learn's default]."),
-    help_steps: int = typer.Option(None, help="Warm-up help steps [learn's default]."),
+    batch_size: int = BATCH_SIZE,
+    group_size: int = GROUP_SIZE,
+    max_tokens: int = MAX_TOKENS,
+    model: str = MODEL,
+    warmup_steps: int = WARMUP_STEPS,
+    help_steps: int = HELP_STEPS,
     bench_id: str = typer.Option(None, "--id", help="Name of the benchmark (to resume it)."),
-    executor: str = typer.Option("local", help="local (child processes) or ray."),
-    ray_address: str = typer.Option(None, help="A running Ray cluster (default: start one)."),
-    out: Path = typer.Option(None, help="Folder for table.md and table.csv [data dir]."),
+    executor: str = EXECUTOR,
+    ray_address: str = RAY_ADDRESS,
+    out: Path = typer.Option(None, help="Folder for table.md and .csv (the data dir's)."),
 ) -> None:
     """Train each method through the task sequence in both orders; print the Table 1 layout."""
     import time
@@ -68,15 +75,15 @@ def assist_grid(
     method: str = typer.Option("grpo-hier", help="A hierarchical method: grpo-hier, gapg, gvpo."),
     steps: int = typer.Option(20, help="Training steps per value."),
     seed: int = typer.Option(0),
-    batch_size: int = typer.Option(4),
-    group_size: int = typer.Option(4),
-    max_tokens: int = typer.Option(96),
-    model: str = typer.Option(None, help="Model name or path (default: bundled SmolLM2)."),
-    warmup_steps: int = typer.Option(None, help="Warm-up format steps [learn's default]."),
-    help_steps: int = typer.Option(None, help="Warm-up help steps [learn's default]."),
+    batch_size: int = BATCH_SIZE,
+    group_size: int = GROUP_SIZE,
+    max_tokens: int = MAX_TOKENS,
+    model: str = MODEL,
+    warmup_steps: int = WARMUP_STEPS,
+    help_steps: int = HELP_STEPS,
     bench_id: str = typer.Option(None, "--id", help="Name of the grid (to resume it)."),
-    executor: str = typer.Option("local", help="local (child processes) or ray."),
-    ray_address: str = typer.Option(None, help="A running Ray cluster (default: start one)."),
+    executor: str = EXECUTOR,
+    ray_address: str = RAY_ADDRESS,
 ) -> None:
     """Choose the hierarchical baselines' assist reward for a task: the value whose training
     cloud ratio comes nearest tau."""

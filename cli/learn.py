@@ -53,7 +53,7 @@ def learn(
     fresh: bool = typer.Option(False, help="Start from the base model, not the learner's adapter."),
     method: str = typer.Option(None, help="da-grpo; baselines: grpo-hier gapg gvpo edge-only."),
     assist_reward: float = typer.Option(None, help="Baselines: reward of a right cloud answer."),
-    replay: float = typer.Option(None, help="Share of each batch from earlier tasks [0; 0.25]."),
+    replay: float = typer.Option(None, help="Share of a batch from earlier tasks (0.25)."),
 ) -> None:
     """Train the local model on a task with a cloud budget (DA-GRPO)."""
     from edgecl.config import (
