@@ -109,6 +109,8 @@ def test_bench_plumbing_on_the_tiny_model(tiny_mlx_dir, two_tasks, edgecl_home, 
     for job in {p["job"] for p in points}:
         assert [s["step"] for s in store.steps(job)] == [1, 2]  # both phases trained
         assert store.get_run(job)["config"]["assist_reward"] == {two_tasks[0]: 0.3}
+        log = (edgecl_home / "bench" / "b1" / "logs" / f"{job}.log").read_text()
+        assert f"{job} step 2 " in log and f"{job} step 2 eval" in log  # its progress lines
     table_md = (tmp_path / "out" / "table.md").read_text()
     assert table_md.count("| local-solved |") == 2 and table_md.count("| joint |") == 2
     # Done jobs are not trained again: the same command prints the same table.

@@ -27,16 +27,21 @@ def job_command(spec: dict) -> list[str]:
 
 
 def _run(spec: dict, log: Path | None, env: dict | None = None) -> dict:
-    """Run one job in a child process; its output goes to `log` (appended) and the result back."""
-    out = subprocess.run(job_command(spec), capture_output=True, text=True,
-                         env={**os.environ, **(env or {})})  # fmt: skip
-    if log is not None:
+    """Run one job in a child process, its progress lines going to `log` (appended) as they
+    come; returns the result (the last line of its stdout)."""
+    env = {**os.environ, **(env or {})}
+    if log is None:  # a Ray task: the error's tail travels back in the exception
+        out = subprocess.run(job_command(spec), capture_output=True, text=True, env=env)
+        errors = out.stderr
+    else:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("a") as f:
-            f.write(out.stdout + out.stderr)
+            out = subprocess.run(job_command(spec), stdout=subprocess.PIPE, stderr=f, text=True,
+                                 env=env)  # fmt: skip
+        errors = log.read_text(errors="replace")
     lines = out.stdout.strip().splitlines()
     if out.returncode != 0 or not lines:
-        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
+        tail = errors.strip().splitlines()[-1:] or ["no output"]
         raise EdgeclError(f"bench job {spec['name']} failed (exit {out.returncode}): {tail[0]}")
     return json.loads(lines[-1])
 
