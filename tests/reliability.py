@@ -17,6 +17,7 @@ import pytest
 
 SECTIONS = {  # test module -> what it tries (the document's sections, in this order)
     "test_crash.py": "Crashes: kill -9 of `edgecl learn` at a named moment, then --resume",
+    "test_train.py": "Training: exact resume, failed cloud calls, kills around a paid call",
     "test_cloud_faults.py": "Cloud faults end to end (learn and chat against a misbehaving server)",
     "test_cloud_openai.py": "Cloud faults at the client (a real local HTTP server)",
     "test_daemon.py": "The daemon: token, Host, body size, parameters, caps, a failing cloud",
