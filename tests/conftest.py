@@ -96,3 +96,20 @@ def cpu_device():
     mx.set_default_device(mx.cpu)
     yield
     mx.set_default_device(before)
+
+
+# Modules whose tests run edgecl in child processes, train for several steps or restart it:
+# seconds to a minute each on a 2-core CPU. Marked `slow` (CI runs them all; for a quick local
+# pass: pytest -m "not slow").
+SLOW_MODULES = {
+    "test_crash.py", "test_cloud_faults.py", "test_storage.py", "test_adapt.py", "test_bench.py",
+    "test_distributed.py", "test_daemon.py", "test_learn_cli.py", "test_train.py",
+    "test_warmup.py", "test_sandbox.py",
+}  # fmt: skip
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
