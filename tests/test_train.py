@@ -78,6 +78,14 @@ def make_trainer(model_dir, config, store=None) -> Trainer:
     return Trainer(config, MLXModel.load(model_dir, "tiny-protocol"), store or Store())
 
 
+def train(model_dir, config, store=None) -> Trainer:
+    """A trainer on the tiny model that has run all its steps."""
+    trainer = make_trainer(model_dir, config, store)
+    trainer.prepare()
+    trainer.run()
+    return trainer
+
+
 def adapter_bytes(trainer) -> dict:
     return {k: np.array(v).tobytes() for k, v in trainer.model.trainable().items()}
 
@@ -156,9 +164,7 @@ def test_warmup_is_stored_and_reused(model_dir, task_file, tmp_path):
 
 
 def test_stored_lambda_follows_dual_update_and_one_call_per_group(model_dir, task_file):
-    trainer = make_trainer(model_dir, make_config(task_file, "dual", steps=4))
-    trainer.prepare()
-    trainer.run()
+    train(model_dir, make_config(task_file, "dual", steps=4))
     store = Store()
     steps = store.steps("dual")
     assert [s["step"] for s in steps] == [1, 2, 3, 4]
@@ -227,9 +233,7 @@ def test_baselines_train_with_their_own_reward_weights_and_cloud(model_dir, task
     for method in ("grpo-hier", "gapg", "gvpo", "edge-only"):
         steps = 2 if method == "edge-only" else 1
         config = make_config(task_file, method, steps=steps, method=method)
-        trainer = make_trainer(model_dir, config, store)
-        trainer.prepare()
-        trainer.run()
+        trainer = train(model_dir, config, store)
         rows = store.steps(method)
         assert [r["lambda_after"] for r in rows] == [0.0] * steps, method
         r, _ = rewards_and_costs(get_method(method), trainer.last_rollout.scores, 0.2)
@@ -267,9 +271,7 @@ def test_replay_mixes_earlier_tasks_prompts_in(model_dir, task_file, tmp_path):
     config = make_config(task_file, "replay", phases=phases, method="da-grpo+replay", replay=0.5,
                          learner="replayer")  # fmt: skip
     assert config.replay == 0.5
-    trainer = make_trainer(model_dir, config)
-    trainer.prepare()
-    trainer.run()
+    train(model_dir, config)
     store = Store()
 
     def origins(run, step):
@@ -281,9 +283,7 @@ def test_replay_mixes_earlier_tasks_prompts_in(model_dir, task_file, tmp_path):
     later = make_config(products, "later", steps=1, method="da-grpo+replay", learner="replayer",
                         fresh=False)  # fmt: skip
     assert later.replay == 0.25  # the default share
-    trainer = make_trainer(model_dir, later)
-    trainer.prepare()
-    trainer.run()
+    train(model_dir, later)
     assert origins("later", 1) == ["products", "sums"]  # 0.25 of 2 prompts: at least one
 
 
@@ -293,21 +293,10 @@ def test_failed_cloud_calls_are_logged_and_training_goes_on(model_dir, task_file
     with socket.socket() as s:  # a port nobody listens on: connection refused
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = make_config(
-        task_file,
-        "refused",
-        steps=3,
-        cloud="openai",
-        cloud_options={
-            "base_url": f"http://127.0.0.1:{port}/v1",
-            "model": "x",
-            "max_retries": 1,
-            "backoff_s": 0.01,
-        },
-    )
-    trainer = make_trainer(model_dir, config)
-    trainer.prepare()
-    trainer.run()
+    options = {"base_url": f"http://127.0.0.1:{port}/v1", "model": "x", "max_retries": 1,
+               "backoff_s": 0.01}  # fmt: skip
+    train(model_dir, make_config(task_file, "refused", steps=3, cloud="openai",
+                                 cloud_options=options))  # fmt: skip
     store = Store()
     assert len(store.steps("refused")) == 3
     calls = store.cloud_calls("refused")
@@ -323,9 +312,7 @@ def test_collapse_is_flagged_in_the_store(tiny_mlx_dir, task_file):
     config = make_config(
         task_file, "collapse", steps=2, warmup_steps=0, lambda_init=0.0, collapse_window=1
     )
-    trainer = make_trainer(tiny_mlx_dir, config)
-    trainer.prepare()
-    trainer.run()
+    train(tiny_mlx_dir, config)
     rows = Store().steps("collapse")
     # An untrained tiny model never asks; tau > 0 and lambda stays 0: the C.1 failure.
     assert [r["n_help"] for r in rows] == [0, 0]
@@ -346,9 +333,7 @@ def test_training_with_a_real_openai_compatible_cloud(model_dir, task_file, llam
             "timeout_s": 120,
         },
     )
-    trainer = make_trainer(model_dir, config)
-    trainer.prepare()
-    trainer.run()
+    train(model_dir, config)
     calls = Store().cloud_calls("server")
     assert calls and all(c["ok"] and c["status"] == "ok" and c["charged"] for c in calls)
     assert all(c["completion_tokens"] > 0 and c["latency_s"] > 0 for c in calls)
