@@ -16,6 +16,7 @@ stored per model, adapter, task and tau, so a later eval reuses it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -59,8 +60,9 @@ def _prompts(model, task, items) -> list[list[int]]:
 
 def trained_router(model, task, adapter: str | None, tau: float, max_tokens: int, seed: int = 0):
     """The router for this model, adapter, task and tau: stored, or fitted and calibrated."""
-    weights = Path(adapter or "", "adapters.safetensors")
-    key = [model.fingerprint, stable_hash(weights.read_bytes().hex()) if weights.is_file() else "",
+    weights = Path(adapter, "adapters.safetensors") if adapter else None  # None: the base model
+    adapter_hash = hashlib.sha256(weights.read_bytes()).hexdigest() if weights else ""
+    key = [model.fingerprint, adapter_hash,
            task.name, tau, max_tokens, seed, FIT, CALIBRATE]  # fmt: skip
     path = paths.data_dir() / "routers" / f"{stable_hash(json.dumps(key))[:16]}.json"
     if path.is_file():
