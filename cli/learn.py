@@ -54,6 +54,7 @@ def learn(
     method: str = typer.Option(None, help="da-grpo; baselines: grpo-hier gapg gvpo edge-only."),
     assist_reward: float = typer.Option(None, help="Baselines: reward of a right cloud answer."),
     replay: float = typer.Option(None, help="Share of a batch from earlier tasks (0.25)."),
+    rollouts: str = typer.Option(None, help="mlx, or llamacpp: 2-3x faster sampling on CPUs."),
 ) -> None:
     """Train the local model on a task with a cloud budget (DA-GRPO)."""
     from edgecl.config import (
@@ -68,8 +69,9 @@ def learn(
 
     store = Store()
     if resume:
-        clash = [flag for flag, given in (("--task", task), ("--curriculum", curriculum),
-                                          ("--fresh", fresh)) if given]  # fmt: skip
+        fixed = {"--task": task, "--curriculum": curriculum, "--fresh": fresh,
+                 "--rollouts": rollouts}  # fmt: skip
+        clash = [flag for flag, value in fixed.items() if value]
         if clash:
             raise EdgeclError(f"--resume continues a run with its own settings: drop {clash[0]}")
         if not run_name:
@@ -94,7 +96,8 @@ def learn(
         given = {"lr": lr, "dual_lr": dual_lr, "lambda_init": lambda_init, "cloud": cloud,
                  "seed": seed, "scale_rewards": scale_rewards, "warmup_steps": warmup_steps,
                  "help_steps": help_steps, "learner": learner, "kl_coef": kl,
-                 "method": method, "assist_reward": assist_reward, "replay": replay}  # fmt: skip
+                 "method": method, "assist_reward": assist_reward, "replay": replay,
+                 "rollouts": rollouts}  # fmt: skip
         config = TrainConfig(
             run_name=run_name
             or f"{phases[0].task.split('/')[-1]}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -145,10 +148,16 @@ def _build_trainer(config, store):
         f"run {config.run_name}: model {entry.name}, "
         f"{' -> '.join(f'{p.task} (tau {p.budget}, {p.steps} steps)' for p in config.phases)}, "
         f"batch {config.batch_size} x G {config.group_size}, {config.max_tokens} tokens, "
-        f"cloud {config.cloud}{ranks}"
+        f"cloud {config.cloud}{ranks}, rollouts on {config.rollouts}"
     )
+    sampler = None
+    if config.rollouts == "llamacpp":
+        from edgecl.backends.llamacpp_batch import LlamaCppRollouts
+        from edgecl.models.registry import ensure_gguf
+
+        sampler = LlamaCppRollouts(model, ensure_gguf(entry))
     display = _Display()
-    trainer = Trainer(config, model, store, on_event=display, world=world)
+    trainer = Trainer(config, model, store, on_event=display, world=world, sampler=sampler)
     display.total = trainer.total_steps
     return trainer
 

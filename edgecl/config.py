@@ -56,6 +56,7 @@ class TrainConfig:
     lora_alpha: float = 16.0
     lora_layers: int = -1
     micro_batch: int = 8
+    rollouts: str = "mlx"  # or "llamacpp": sampled there, importance-weighted (llamacpp_batch)
     collapse_window: int = 20
     warmup_steps: int = 40  # format phase; 0 skips the whole warm-up
     help_steps: int = 30  # help phase (edgecl.warmup)
@@ -84,6 +85,8 @@ class TrainConfig:
             TauSchedule.parse(phase.budget)  # a bad budget fails before anything runs
             if phase.steps < 1:
                 raise EdgeclError(f"--steps {phase.steps}: give at least 1 step")
+        if self.rollouts not in ("mlx", "llamacpp"):
+            raise EdgeclError(f"--rollouts {self.rollouts}: use mlx or llamacpp")
         if self.group_size < 2:
             raise EdgeclError(f"--group-size {self.group_size}: GRPO needs G >= 2")
         if self.batch_size < 1 or self.max_tokens < 8:

@@ -246,7 +246,7 @@ class Store:
 
     def step_seconds(self, like: dict, limit: int = 20) -> list[float]:
         """Seconds of the newest steps of runs with the same model, batch, G and max tokens."""
-        keys = ("model", "batch_size", "group_size", "max_tokens")
+        keys = ("model", "batch_size", "group_size", "max_tokens", "rollouts")
         match = " AND ".join(f"json_extract(r.config, '$.{k}') IS ?" for k in keys)
         sql = (
             f"SELECT s.seconds FROM steps s JOIN runs r ON r.name = s.run WHERE {match} "

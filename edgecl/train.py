@@ -71,9 +71,11 @@ class Trainer:
         store: Store | None = None,
         on_event: Callable[[str, dict], None] | None = None,
         world: World | None = None,
+        sampler=None,
     ):
         self.config = config
         self.model = model
+        self.sampler = sampler or model  # what draws the rollouts (llamacpp_batch: off-policy)
         self.method = get_method(config.method)  # edgecl.core.methods: DA-GRPO or a baseline
         self.world = world or World()  # data-parallel ranks (edgecl.backends.distributed)
         self.store = store or Store()
@@ -275,7 +277,7 @@ class Trainer:
             paid = PaidAnswers(entries[js[0]][1], self.store, c.run_name, self.state.step + 1,
                                log=self.world.is_main)  # fmt: skip
             parts.append(collect(
-                self.model, entries[js[0]][0], [entries[j][2] for j in js],
+                self.sampler, entries[js[0]][0], [entries[j][2] for j in js],
                 paid if self.method.help_allowed else None,  # edge-only: no cloud
                 c.group_size, c.max_tokens, c.temperature, c.top_p,
                 seed=[[seed, j] for j in js], reward_variant=c.reward_variant,
@@ -326,9 +328,12 @@ class Trainer:
                 prompts, targets = [*prompts, *more[0]], [*targets, *more[1]]
                 w, k = np.r_[w, more[2]], [*k, *[0.0] * len(more[1])]
             anchor = None if self.anchor is None else (self.anchor, k)
+            drawn = [rollout.completions[r].logprobs for r in rows]  # by the sampler, for its
+            off = getattr(self.sampler, "off_policy", False)  # importance weights if off-policy
             loss = self.model.policy_gradient_step(
-                prompts, targets, w, c.max_tokens, c.micro_batch, world=self.world, anchor=anchor
-            )
+                prompts, targets, w, c.max_tokens, c.micro_batch, world=self.world, anchor=anchor,
+                behaviour=[*drawn, *[None] * (len(targets) - len(rows))] if off else None,
+            )  # fmt: skip
             loss = float(self.world.sum([loss])[0])
             if anchor is not None:  # mean per-token KL to the anchor, over all ranks' samples
                 kl = float(self.world.sum([self.model.anchor_kl])[0]) / self.world.size
@@ -373,27 +378,16 @@ def _step_row(
     n = len(rollout.scores)
     sample_s = rollout.seconds["sample"]
     return {
-        "step": trainer.state.step,
-        "phase": str(phase + 1),
-        "task": trainer.tasks[phase].name,
-        "tau": tau,
-        "lambda_before": lam,
-        "lambda_after": new_lam,
-        "j_c": j_c,
+        "step": trainer.state.step, "phase": str(phase + 1), "task": trainer.tasks[phase].name,
+        "tau": tau, "lambda_before": lam, "lambda_after": new_lam, "j_c": j_c,
         "j_c_mean": float(np.mean(trainer.state.ratios)),
         "cloud_ratio": n_help / n,
         "mean_reward": float(np.mean(rewards)),  # the reward the method trains on
         "accuracy": sum(rollout.correct) / n,
-        "loss": loss,
-        "kl": kl,
-        "n_help": n_help,
-        "n_cloud_calls": len(rollout.cloud_calls),
-        "seconds": seconds,
-        "seconds_sample": sample_s,
-        "seconds_score": rollout.seconds["score"],
-        "seconds_cloud": rollout.seconds["cloud"],
-        "seconds_grad": seconds_grad,
+        "loss": loss, "kl": kl, "n_help": n_help, "n_cloud_calls": len(rollout.cloud_calls),
+        "seconds": seconds, "seconds_sample": sample_s, "seconds_score": rollout.seconds["score"],
+        "seconds_cloud": rollout.seconds["cloud"], "seconds_grad": seconds_grad,
         "tokens": rollout.n_tokens,
         "tokens_per_s": rollout.n_tokens / max(sample_s, 1e-9),
         "collapsed": int(collapsed),
-    }
+    }  # fmt: skip

@@ -35,7 +35,7 @@ from edgecl.backends.mlx_loss import (
     position_logprobs,
     token_logprobs,
 )
-from edgecl.backends.sampling import next_tokens
+from edgecl.backends.sampling import finish_reason, next_tokens, random_streams
 from edgecl.errors import EdgeclError
 
 preload_openblas()  # must precede the first `import mlx.core` in the process
@@ -117,13 +117,7 @@ class MLXModel:
         """
         if not prompts:
             return []
-        if seed is None or isinstance(seed, int):
-            seed = [[seed, p] if seed is not None else None for p in range(len(prompts))]
-        streams = [
-            np.random.default_rng(None if s is None else [*np.atleast_1d(s).tolist(), k])
-            for s in seed
-            for k in range(group_size)
-        ]
+        streams = random_streams(seed, len(prompts), group_size)
         logits, cache = self._prefill(prompts)
         rows = np.repeat(np.arange(len(prompts)), group_size)
         if group_size > 1:
@@ -136,7 +130,6 @@ class MLXModel:
         ids: list[list[int]] = [[] for _ in range(n)]
         lps: list[list[float]] = [[] for _ in range(n)]
         finish: list[tuple[str, str | None]] = [("length", None)] * n
-        window = max((len(s) for s in stop), default=0) + 2  # tokens that can hold a stop string
         active = list(range(n))
         for step in range(max_tokens):
             uniform = np.array([streams[b].random() for b in active])
@@ -151,10 +144,8 @@ class MLXModel:
             for row, (b, t, lp) in enumerate(zip(active, token.tolist(), token_lp.tolist())):
                 ids[b].append(t)
                 lps[b].append(lp)
-                if t in self.eos_ids:
-                    finish[b] = ("eos", None)
-                elif stop and (hit := _stop_hit(self.tokenizer, ids[b][-window:], stop)):
-                    finish[b] = ("stop", hit)
+                if ended := finish_reason(ids[b], self.eos_ids, stop, self.tokenizer.decode):
+                    finish[b] = ended
                 else:
                     keep.append(row)
             if not keep or last:
@@ -258,19 +249,23 @@ class MLXModel:
         micro_batch: int = 8,
         world=None,
         anchor=None,
+        behaviour=None,
     ) -> float:
         """One optimizer step on loss = -sum_i w_i * log pi(y_i | x_i) / normalizer.
 
         log pi(y_i | x_i) sums the log-probs of the completion's ids (never re-tokenised text).
         `anchor` = (adapter weights, per-row KL weights k_i) adds sum_i k_i KL_i / normalizer
         (mlx_loss.anchored_pg_loss); `anchor_kl` is then the mean per-token KL before the step.
-        Micro-batches accumulate gradients so memory stays bounded on small machines. With a
-        data-parallel `world` the gradients are summed over its ranks before the step.
+        `behaviour`: per completion, the log-probs of its tokens under the sampler that drew it
+        when that was not this model (llama.cpp rollouts), else None; those rows' tokens are
+        importance-weighted (mlx_loss.importance_weighted). Micro-batches accumulate gradients
+        so memory stays bounded on small machines. With a data-parallel `world` the gradients
+        are summed over its ranks before the step.
         """
         if self.optimizer is None:
             raise EdgeclError("attach a LoRA adapter before training (attach_lora)")
         loss, grads = self.policy_gradient(
-            prompts, completions, weights, normalizer, micro_batch, anchor
+            prompts, completions, weights, normalizer, micro_batch, anchor, behaviour
         )
         if world is not None:
             grads = world.sum_tree(grads)
@@ -279,7 +274,7 @@ class MLXModel:
         return loss
 
     def policy_gradient(
-        self, prompts, completions, weights, normalizer, micro_batch: int = 8, anchor=None
+        self, prompts, completions, weights, normalizer, micro_batch=8, anchor=None, behaviour=None
     ):
         """(loss, gradient tree) of the policy-gradient loss, without stepping."""
         self.model.train()
@@ -296,7 +291,8 @@ class MLXModel:
                     ref = mx.stop_gradient(position_logprobs(self.model, *batch[:3]))
                     mx.eval(ref)
                 extra = (ref, mx.array(np.asarray(anchor[1][start:end], dtype=np.float32)))
-            loss, g = loss_and_grad(self.model, *batch, w, float(normalizer), *extra)
+            b = None if behaviour is None else _padded(behaviour[start:end], batch[3].shape[1])
+            loss, g = loss_and_grad(self.model, *batch, w, float(normalizer), *extra, behaviour=b)
             if anchor is not None:
                 loss, part = loss
                 kl += part.item()
@@ -386,6 +382,11 @@ def _to_float32(p: mx.array) -> mx.array:
     return p.astype(mx.float32) if mx.issubdtype(p.dtype, mx.floating) else p
 
 
-def _stop_hit(tokenizer, tail: list[int], stop: Sequence[str]) -> str | None:
-    text = tokenizer.decode(tail)
-    return next((s for s in stop if s in text), None)
+def _padded(rows, width: int) -> mx.array:
+    """Per-token values of each row (None: a row without any) as a (rows, width) array, NaN
+    where a row has no value."""
+    out = np.full((len(rows), width), np.nan, dtype=np.float32)
+    for i, row in enumerate(rows):
+        if row is not None:
+            out[i, : len(row)] = row
+    return mx.array(out)

@@ -110,14 +110,29 @@ def at_least_float32(x: mx.array) -> mx.array:
     return x.astype(mx.float32) if x.dtype in (mx.float16, mx.bfloat16) else x
 
 
-def pg_loss(model, prefix, inputs, positions, targets, mask, weights, normalizer):
-    sequence_lp = (token_logprobs(model, prefix, inputs, positions, targets) * mask).sum(axis=1)
+IMPORTANCE_CAP = 2.0  # C of truncated importance sampling (Yao et al. 2025 use 2)
+
+
+def importance_weighted(lp: mx.array, behaviour: mx.array | None) -> mx.array:
+    """lp times min(pi / mu, C) per token, for samples drawn from a slightly different sampler
+    mu (llama.cpp rollouts: `learn --rollouts llamacpp`); the weight is held constant in the
+    gradient. `behaviour` is log mu, NaN on rows drawn from pi itself (weight 1)."""
+    if behaviour is None:
+        return lp
+    rho = mx.minimum(mx.exp(mx.stop_gradient(lp) - behaviour), IMPORTANCE_CAP)
+    return mx.where(mx.isnan(behaviour), 1.0, rho) * lp
+
+
+def pg_loss(model, prefix, inputs, positions, targets, mask, weights, normalizer, behaviour=None):
+    lp = token_logprobs(model, prefix, inputs, positions, targets)
+    sequence_lp = (importance_weighted(lp, behaviour) * mask).sum(axis=1)
     return -(weights * sequence_lp).sum() / normalizer
 
 
 def anchored_pg_loss(
-    model, prefix, inputs, positions, targets, mask, weights, normalizer, anchor, kl_weights
-):
+    model, prefix, inputs, positions, targets, mask, weights, normalizer, anchor, kl_weights,
+    behaviour=None,
+):  # fmt: skip
     """pg_loss plus sum_i k_i KL_i / normalizer, with KL_i the sum over row i's positions of
     KL(pi_anchor || pi) over the whole vocabulary, `anchor` the anchor's log-probs there
     (position_logprobs). Unlike a KL estimated on the sampled tokens, its pull toward a token the
@@ -126,5 +141,6 @@ def anchored_pg_loss(
     logprobs = position_logprobs(model, prefix, inputs, positions)
     lp = mx.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
     kl = ((mx.exp(anchor) * (anchor - logprobs)).sum(axis=-1) * mask).sum(axis=1)
-    loss = -(weights * (lp * mask).sum(axis=1)).sum() + (kl_weights * kl).sum()
+    sequence_lp = (importance_weighted(lp, behaviour) * mask).sum(axis=1)
+    loss = -(weights * sequence_lp).sum() + (kl_weights * kl).sum()
     return loss / normalizer, (kl * (kl_weights > 0)).sum()

@@ -6,6 +6,8 @@ In numpy because MLX's CPU exp is scalar, 27x slower than numpy's on x86
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -51,3 +53,29 @@ def inverse_cdf(weights: np.ndarray, u: np.ndarray, block: int = 256) -> np.ndar
     k = (np.cumsum(inside, axis=-1, dtype=np.float64) <= target[:, None]).sum(axis=-1)
     last_positive = block - 1 - np.argmax(inside[:, ::-1] > 0, axis=-1)  # float rounding
     return b * block + np.minimum(k, last_positive)
+
+
+def random_streams(seed, n_prompts: int, group_size: int) -> list[np.random.Generator]:
+    """One random stream per completion, prompt-major, fixed by (the prompt's seed, its index
+    in the group): `seed` is one per prompt, or one for all (then prompt p's is (seed, p)), or
+    None. So a prompt's completions do not depend on which other prompts share the batch."""
+    if seed is None or isinstance(seed, int):
+        seed = [[seed, p] if seed is not None else None for p in range(n_prompts)]
+    return [
+        np.random.default_rng(None if s is None else [*np.atleast_1d(s).tolist(), k])
+        for s in seed
+        for k in range(group_size)
+    ]
+
+
+def finish_reason(ids: list[int], eos_ids, stop: Sequence[str], decode) -> tuple | None:
+    """("eos", None) or ("stop", the stop string) if the completion `ids` has just ended, else
+    None. Only the last few tokens are decoded: enough to hold any stop string."""
+    if ids[-1] in eos_ids:
+        return ("eos", None)
+    if stop:
+        text = decode(ids[-(max(len(s) for s in stop) + 2) :])
+        hit = next((s for s in stop if s in text), None)
+        if hit is not None:
+            return ("stop", hit)
+    return None
