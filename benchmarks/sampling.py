@@ -8,7 +8,8 @@
 Both get the same model, prompts and length; every completion runs to max_tokens (EOS is
 ignored by both) so the token counts are equal. Prints a JSON line with the median tokens/s
 of each, their ratio, and edgecl's decode as a fraction of the float32 GEMM rate measured in
-the same run (2 x parameters FLOPs per token; the table in benchmarks/README.md records runs).
+the same run (2 x parameters FLOPs per token; the table in benchmarks/README.md records runs),
+and the same for `learn --rollouts llamacpp`'s sampler (edgecl.backends.llamacpp_batch).
 With --adapter (a warmed-up one), the step users run: math train prompts with the system
 prompt, real end-of-sequence and the protocol's stop strings; mlx-lm is not run (it has no
 stop strings), and tok/s counts the tokens really sampled.
@@ -58,7 +59,7 @@ def main() -> None:
     system = [{"role": "system", "content": SYSTEM_PROMPT}] if args.system else []
     prompts = [model.chat_ids([*system, {"role": "user", "content": p}]) for p in PROMPTS]
     n_tokens = len(prompts) * args.group_size * args.max_tokens
-    ours, theirs = [], []
+    ours, theirs, engine = [], [], []
     for run in range(args.runs):
         start = time.perf_counter()
         out = model.sample(prompts, args.group_size, args.max_tokens, temperature=1.0, seed=run)
@@ -79,6 +80,7 @@ def main() -> None:
             sum(len(t) for t in result.token_ids) if hasattr(result, "token_ids") else n_tokens
         )
         theirs.append(generated / (time.perf_counter() - start))
+        engine.append(llamacpp_rate(model, prompts, args, entry, seed=run))
     flops = 2 * sum(v.size for _, v in tree_flatten(model.model.parameters()))
     gemm = gemm_gflops()
     row = {
@@ -93,6 +95,8 @@ def main() -> None:
     row["ratio"] = round(row["edgecl_tok_s"] / row["mlx_lm_batch_generate_tok_s"], 3)
     row["gemm_gflop_s"] = round(gemm, 1)
     row["fraction_of_gemm"] = round(row["edgecl_tok_s"] * flops / 1e9 / gemm, 3)
+    row["llamacpp_tok_s"] = round(statistics.median(engine), 1)
+    row["llamacpp_fraction_of_gemm"] = round(row["llamacpp_tok_s"] * flops / 1e9 / gemm, 3)
     row["load"] = os.getloadavg()[0]
     print(json.dumps(row))
 
@@ -106,7 +110,7 @@ def real_stops(args) -> None:
     task = get_task("math")
     items = task.items("train")[: len(PROMPTS)]
     prompts = [model.chat_ids(build_messages(task.kind, i.question, i.choices)) for i in items]
-    rates, lengths = [], []
+    rates, lengths, engine = [], [], []
     for run in range(args.runs):
         start = time.perf_counter()
         out = model.sample(
@@ -115,6 +119,7 @@ def real_stops(args) -> None:
         tokens = sum(len(c.token_ids) for c in out)
         rates.append(tokens / (time.perf_counter() - start))
         lengths += [len(c.token_ids) for c in out]
+        engine.append(llamacpp_rate(model, prompts, args, entry, seed=run, stop=STOP_STRINGS))
     flops = 2 * sum(v.size for _, v in tree_flatten(model.model.parameters()))
     gemm = gemm_gflops()
     rate = statistics.median(rates)
@@ -128,9 +133,36 @@ def real_stops(args) -> None:
         "edgecl_tok_s": round(rate, 1),
         "gemm_gflop_s": round(gemm, 1),
         "fraction_of_gemm": round(rate * flops / 1e9 / gemm, 3),
+        "llamacpp_tok_s": round(statistics.median(engine), 1),
+        "llamacpp_fraction_of_gemm": round(statistics.median(engine) * flops / 1e9 / gemm, 3),
         "load": os.getloadavg()[0],
     }
     print(json.dumps(row))
+
+
+def llamacpp_rate(model, prompts, args, entry, seed: int, stop=()) -> float:
+    """tok/s of `learn --rollouts llamacpp`'s sampler on the same prompts (the model's GGUF, the
+    policy's adapter synced first, not timed), with the policy's end-of-sequence ids."""
+    from edgecl.backends.llamacpp_batch import LlamaCppRollouts
+    from edgecl.models.registry import ensure_gguf
+
+    sampler = LlamaCppRollouts(model, ensure_gguf(entry))
+    try:
+        sampler.sync()
+        start = time.perf_counter()
+        out = sampler.engine.sample(
+            prompts,
+            args.group_size,
+            args.max_tokens,
+            1.0,
+            stop=stop,
+            seed=seed,
+            eos_ids=model.eos_ids,
+            decode=model.decode,
+        )
+        return sum(len(c.token_ids) for c in out) / (time.perf_counter() - start)
+    finally:
+        sampler.close()
 
 
 if __name__ == "__main__":
