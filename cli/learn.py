@@ -31,7 +31,7 @@ def learn(
     batch_size: int = typer.Option(None, help="Prompts per step (preset default)."),
     group_size: int = typer.Option(None, help="Samples per prompt G (preset default)."),
     max_tokens: int = typer.Option(None, help="Longest response (preset default)."),
-    lr: float = typer.Option(None, help="Policy (LoRA) learning rate [1e-4]."),
+    lr: float = typer.Option(None, help="Policy (LoRA) learning rate [3e-6]."),
     dual_lr: float = typer.Option(None, help="Dual step size eta_lambda [0.5] (see README)."),
     lambda_init: float = typer.Option(None, help="Initial dual variable [auto: see README]."),
     kl: float = typer.Option(None, help="Weight of the KL to the starting adapter [0.05]."),

@@ -41,7 +41,8 @@ class TrainConfig:
     batch_size: int = 4
     group_size: int = 8
     max_tokens: int = 128
-    lr: float = 1e-4  # LoRA needs a larger step than the paper's full-model 2e-6
+    lr: float = 3e-6  # larger steps flip the help decision faster than lambda can follow
+    # (1e-4 and 2e-5 cycle or collapse; 3e-6 holds tau 0.1 and 0.2: benchmarks/README.md)
     dual_lr: float = DUAL_LR  # eta_lambda: edgecl.core.dual explains the value
     lambda_init: float | None = None  # None: edgecl.core.dual.initial_lambda after the warm-up
     cloud: str = "reference"
