@@ -1,6 +1,6 @@
 """edgecl's llama training forward (fast exp) against mlx-lm's: the same log-probs and gradients.
 
-    .venv/bin/python -m pytest tests/test_mlx_forward.py -q
+.venv/bin/python -m pytest tests/test_mlx_forward.py -q
 """
 
 from __future__ import annotations
