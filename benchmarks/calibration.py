@@ -113,14 +113,15 @@ def main() -> None:
     asked = sum(r["help"] for r in measure) / len(measure)
     print(f"adapter {adapter}: asks on {len(record['asked_scores'])}/{len(calib)} calibration "
           f"items, {asked:.2f} of {len(measure)} measurement items")  # fmt: skip
-    print("| tau | threshold | offload rate | joint acc | random suppression | gain |")
-    print("|---|---|---|---|---|---|")
+    print("| tau | threshold | offload rate | joint acc | random suppr. | gain | oracle gain |")
+    print("|---|---|---|---|---|---|---|")
     for tau in TAUS:
         thr = threshold(record["asked_scores"], record["n_items"], tau)
         m = offload_metrics(measure, thr)
         gain = m["joint_acc"] - m["random_joint_acc"]
+        best = m["oracle_joint_acc"] - m["random_joint_acc"]
         print(f"| {tau} | {thr:.3f} | {m['offload_rate']:.3f} | {m['joint_acc']:.3f} | "
-              f"{m['random_joint_acc']:.3f} | {gain:+.3f} |")  # fmt: skip
+              f"{m['random_joint_acc']:.3f} | {gain:+.3f} | {best:+.3f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ def offload_metrics(items: list[dict], thr: float, seed: int = 0) -> dict:
     offload rate (the expectation, computed exactly), paired on the same items.
 
     An item's joint outcome: offloaded -> its composed answer's correctness; not offloaded ->
-    its local answer's (for a request: the answer it gives when made to answer).
+    its local answer's (for a request: the answer it gives when made to answer). The oracle
+    keeps the same number of requests, chosen knowing each item's outcomes: the upper bound of
+    any score's gain over random suppression.
     """
     local_ok = np.array([not r["would_fail"] for r in items], dtype=float)
     cloud_ok = np.array([r["correct"] for r in items], dtype=float)
@@ -60,10 +62,14 @@ def offload_metrics(items: list[dict], thr: float, seed: int = 0) -> dict:
     by_random = (
         np.where(asked, keep * cloud_ok + (1 - keep) * local_ok, local_ok).mean() if n else 0.0
     )
+    # The best any ranking of the requests can do with k passing: the k that gain most.
+    gains = np.sort((cloud_ok - local_ok)[asked])[::-1]
+    best = (local_ok.sum() + gains[:k].sum()) / n if n else 0.0
     return {
         "threshold": thr,
         "offload_rate": float(passed.mean()) if n else 0.0,
         "joint_acc": float(joint) if n else 0.0,
         "random_joint_acc": float(by_random),
+        "oracle_joint_acc": float(best),
         "asked_rate": float(asked.mean()) if n else 0.0,
     }

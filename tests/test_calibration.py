@@ -38,6 +38,10 @@ def test_offload_metrics_by_hand():
     assert m["joint_acc"] == 0.75  # 1 (cloud) + 1 (local after suppression) + 1 + 0
     # random: half the requests pass: item 1 -> 0.5*1 + 0.5*0, item 2 -> 1
     assert m["random_joint_acc"] == pytest.approx((0.5 + 1 + 1 + 0) / 4)
+    assert m["oracle_joint_acc"] == 0.75  # keeping item 1 (it gains 1; item 2 gains 0)
+    low = offload_metrics(items, 0.1)  # both pass: the oracle keeps both too
+    assert low["joint_acc"] == low["oracle_joint_acc"] == 0.75
+    assert offload_metrics(items, 0.95)["oracle_joint_acc"] == 0.5  # none passes
 
 
 @pytest.fixture
