@@ -100,6 +100,27 @@ def evals(adapter: Path, config: TrainConfig, label: str) -> dict:
     return out
 
 
+def by_rank(store: Store, label: str) -> dict:
+    """Per split of the stored evals of `label`: the largest P(help) (greedy asks only above
+    about 0.5) and, for the items with the top tau share of P(help), the share the model
+    fails: what offloading by a P(help) threshold at answer time would send."""
+    out = {}
+    for row in store.evals(label):
+        items = (row["details"] or {}).get("items") or []
+        if not items:
+            continue
+        p = np.array([r["p_help"] for r in items])
+        fail = np.array([r["would_fail"] for r in items], dtype=float)
+        order = np.argsort(-p)
+        out[row["split"]] = {
+            "p_help_max": round(float(p.max()), 3),
+            "fails": round(float(fail.mean()), 3),
+            "top_fail": {tau: round(float(fail[order[: int(tau * len(p))]].mean()), 3)
+                         for tau in (0.1, 0.2, 0.3)},
+        }  # fmt: skip
+    return out
+
+
 def report(taus, lambda_init=None, lr=None, kl=None) -> dict:
     from budget import run_name
 
@@ -125,6 +146,7 @@ def report(taus, lambda_init=None, lr=None, kl=None) -> dict:
         if checkpoint.is_dir():  # the run's last checkpoint, finished or not
             label = f"{name}@{results[name]['training']['steps']}"
             results[name]["after"] = evals(checkpoint, config, label)
+            results[name]["after_by_rank"] = by_rank(store, label)
         t = results[name]["training"]
         print(f"{name}: ratio |{sparkline(t['ratio_every_5'])}| tau {tau}", flush=True)
     store.close()
