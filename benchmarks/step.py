@@ -3,6 +3,7 @@
     python benchmarks/step.py                     # 2 steps each: 4 prompts x G=8 x 128 tokens
     python benchmarks/step.py --steps 1 --their-iters 1 --max-tokens 32    # a quick look
     python benchmarks/step.py --skip-theirs       # edgecl only
+    python benchmarks/step.py --rollouts llamacpp # edgecl sampling on llama.cpp (learn's option)
 
 edgecl: the real bundled model, `math` task, reference cloud, LoRA rank 8 on every layer,
 lr 1e-4, no warm-up, a Trainer in a temporary EDGECL_HOME; prints each step's row timings.
@@ -146,10 +147,18 @@ def run_ours(args, entry, home: Path) -> tuple[list[dict], list]:
         lora_layers=-1,
         cloud="reference",
         warmup_steps=0,
+        kl_coef=0.0,  # as mlx-lm-lora's beta 0: no reference-model pass
+        rollouts=args.rollouts,
     )
     start = time.perf_counter()
     model = MLXModel.load(entry.mlx_dir, entry.name)
-    trainer = Trainer(config, model)
+    sampler = None
+    if args.rollouts == "llamacpp":
+        from edgecl.backends.llamacpp_batch import LlamaCppRollouts
+        from edgecl.models.registry import ensure_gguf
+
+        sampler = LlamaCppRollouts(model, ensure_gguf(entry))
+    trainer = Trainer(config, model, sampler=sampler)
     trainer.prepare()
     emit(
         {
@@ -289,6 +298,7 @@ def main() -> None:
     parser.add_argument("--budget", default="0.3", help="tau for the math task")
     parser.add_argument("--their-beta", type=float, default=0.0, help="mlx-lm-lora KL beta")
     parser.add_argument("--lora-python", default="/tmp/lora-venv/bin/python")
+    parser.add_argument("--rollouts", default="mlx", help="edgecl's sampler: mlx or llamacpp")
     parser.add_argument("--skip-theirs", action="store_true")
     parser.add_argument("--skip-ours", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="echo mlx-lm-lora's output")
