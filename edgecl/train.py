@@ -299,8 +299,9 @@ class Trainer:
                               c.scale_rewards, log_ratio)  # fmt: skip
 
     def assist(self) -> float:
-        """The hierarchical methods' reward for a right cloud answer, for this step's task."""
-        phase = self.locate(self.state.step)[0]
+        """The hierarchical methods' reward for a right cloud answer, for this step's task (the
+        last step's once the run is done)."""
+        phase = self.locate(min(self.state.step, self.total_steps - 1))[0]
         given, spec = self.config.assist_reward, self.config.phases[phase].task
         return assist_reward(self.tasks[phase].kind, given, spec)
 

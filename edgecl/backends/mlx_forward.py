@@ -60,14 +60,43 @@ def _fast_exp_vjp(primals, cotangent, output):
     return cotangent * output
 
 
+# The three below have hand-written gradients that need only their output (or inputs), so the
+# backward pass keeps one array per call instead of every intermediate (less memory).
+
+
+@mx.custom_function
 def log_softmax(x: mx.array) -> mx.array:
-    shift = mx.stop_gradient(x.max(axis=-1, keepdims=True))
+    shift = x.max(axis=-1, keepdims=True)
     return x - shift - mx.log(fast_exp(x - shift).sum(axis=-1, keepdims=True))
 
 
+@log_softmax.vjp
+def _log_softmax_vjp(primals, cotangent, output):
+    return cotangent - fast_exp(output) * cotangent.sum(axis=-1, keepdims=True)
+
+
+@mx.custom_function
 def softmax(x: mx.array) -> mx.array:
-    e = fast_exp(x - mx.stop_gradient(x.max(axis=-1, keepdims=True)))
+    e = fast_exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+@softmax.vjp
+def _softmax_vjp(primals, cotangent, output):
+    return output * (cotangent - (cotangent * output).sum(axis=-1, keepdims=True))
+
+
+@mx.custom_function
+def swiglu(gate: mx.array, up: mx.array) -> mx.array:
+    """silu(gate) * up."""
+    return gate / (1 + fast_exp(-gate)) * up
+
+
+@swiglu.vjp
+def _swiglu_vjp(primals, cotangent, output):
+    gate, up = primals
+    sig = 1 / (1 + fast_exp(-gate))
+    return cotangent * up * sig * (1 + gate * (1 - sig)), cotangent * gate * sig
 
 
 def attention(attn: nn.Module, x: mx.array, mask: mx.array, cache) -> mx.array:
@@ -87,8 +116,7 @@ def attention(attn: nn.Module, x: mx.array, mask: mx.array, cache) -> mx.array:
 
 
 def mlp(block: nn.Module, x: mx.array) -> mx.array:
-    gate = block.gate_proj(x)
-    return block.down_proj(gate / (1 + fast_exp(-gate)) * block.up_proj(x))  # SwiGLU
+    return block.down_proj(swiglu(block.gate_proj(x), block.up_proj(x)))
 
 
 def hidden_states(model: nn.Module, tokens: mx.array, cache: list) -> mx.array:
