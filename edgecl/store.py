@@ -6,8 +6,7 @@ steps newer than the checkpoint a resumed run restarts from.
 
 The schema is versioned with `PRAGMA user_version`: a new database gets SCHEMA at once, an older
 one runs the MIGRATIONS it has not had, both in one transaction, so two processes opening an old
-file at the same time migrate it once (tests/data/store_v0.db is a database from before the
-first migration).
+file at the same time migrate it once (tests/data/store_v0.db predates the first migration).
 """
 
 from __future__ import annotations
@@ -245,14 +244,16 @@ class Store:
         return self._rows("SELECT * FROM steps WHERE run = ? ORDER BY step", [run])
 
     def step_seconds(self, like: dict, limit: int = 20) -> list[float]:
-        """Seconds of the newest steps of runs with the same model, batch, G and max tokens."""
-        keys = ("model", "batch_size", "group_size", "max_tokens", "rollouts")
+        """Seconds of the newest steps of runs with the same model, batch, G, tokens, sampler."""
+        keys = ("model", "batch_size", "group_size", "max_tokens")
         match = " AND ".join(f"json_extract(r.config, '$.{k}') IS ?" for k in keys)
-        sql = (
-            f"SELECT s.seconds FROM steps s JOIN runs r ON r.name = s.run WHERE {match} "
+        sql = (  # runs from before --rollouts sampled on MLX
+            f"SELECT s.seconds FROM steps s JOIN runs r ON r.name = s.run WHERE {match} AND "
+            "COALESCE(json_extract(r.config, '$.rollouts'), 'mlx') = ? "
             "ORDER BY s.created DESC, s.step DESC LIMIT ?"
         )
-        return [row[0] for row in self.db.execute(sql, [like.get(k) for k in keys] + [limit])]
+        known = [like.get(k) for k in keys] + [like.get("rollouts", "mlx")]
+        return [row[0] for row in self.db.execute(sql, known + [limit])]
 
     def last_step(self, run: str) -> int | None:
         return self.db.execute("SELECT MAX(step) FROM steps WHERE run = ?", [run]).fetchone()[0]

@@ -159,11 +159,14 @@ def test_step_seconds_come_from_runs_with_the_same_settings(store):
         ("b", {**small, "lr": 2e-4}, [30.0]),  # other settings that do not change a step's cost
         ("c", {**small, "max_tokens": 64}, [5.0]),
         ("d", {**small, "model": "other"}, [7.0]),
+        ("e", {**small, "rollouts": "llamacpp"}, [3.0]),  # runs without the key sampled on MLX
     ):
         store.create_run(name, config, "math")
         for step, s in enumerate(seconds, 1):
             store.record_step(name, {**step_row(step), "seconds": s}, [], [])
     assert sorted(store.step_seconds(small)) == [30.0, 40.0, 50.0]
+    assert sorted(store.step_seconds({**small, "rollouts": "mlx"})) == [30.0, 40.0, 50.0]
+    assert store.step_seconds({**small, "rollouts": "llamacpp"}) == [3.0]
     assert store.step_seconds({**small, "max_tokens": 64}) == [5.0]
     assert store.step_seconds({**small, "batch_size": 2}) == []
     assert len(store.step_seconds(small, limit=2)) == 2
