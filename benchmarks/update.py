@@ -2,7 +2,6 @@
 
     python benchmarks/update.py                   # 4 prompts x G=8, 64-token completions
     python benchmarks/update.py --micro-batches 8 16 --completion 128
-    python benchmarks/update.py --micro-batches 8 --repeats 3     # the two forwards, side by side
 
 The prompts are the `math` task's (system prompt + question, ~270 tokens), completions random
 ids; LoRA rank 8 on every layer, as `edgecl learn` trains. One JSON line per micro-batch size:
@@ -14,14 +13,12 @@ token: forward, and the backward through frozen weights).
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import time
 
 import numpy as np
 
-import edgecl.backends.mlx_loss as mlx_loss
 from edgecl.backends.base import LoraConfig
 from edgecl.backends.mlx_backend import MLXModel
 from edgecl.core.protocol import build_messages
@@ -41,8 +38,6 @@ def main() -> None:
     parser.add_argument("--micro-batches", type=int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--lora-layers", type=int, default=-1, help="the last N layers (-1: all)")
-    parser.add_argument("--forward", nargs="+", default=["mlx-lm", "fast"],
-                        help="mlx-lm's, and/or edgecl's with the fast exp")  # fmt: skip
     args = parser.parse_args()
 
     entry = resolve_model(None)
@@ -57,8 +52,7 @@ def main() -> None:
     weights = np.linspace(-1, 1, len(prompts))
     params = sum(v.size for _, v in tree_flatten(model.model.parameters()))
     tokens = sum(len(p) for p in prompt_ids) + len(prompts) * args.completion
-    for micro, forward in itertools.product(args.micro_batches, args.forward):
-        mlx_loss.FAST_FORWARD = forward == "fast"
+    for micro in args.micro_batches:
         gemm = gemm_gflops()
         model.policy_gradient_step(prompts, completions, weights, 128, micro_batch=micro)
         mx.reset_peak_memory()
@@ -71,7 +65,6 @@ def main() -> None:
         rate = 4 * params * tokens / seconds / 1e9  # prompts counted once: the ideal sharing
         row = {
             "micro_batch": micro,
-            "forward": forward,
             "lora_layers": args.lora_layers,
             "sequences": len(prompts),
             "completion": args.completion,

@@ -26,7 +26,6 @@ from edgecl.backends.adapter_files import (
 from edgecl.backends.base import Completion, LoraConfig
 from edgecl.backends.blas import preload_openblas
 from edgecl.backends.mlx_attention import decode_attention
-from edgecl.backends.mlx_forward import plain_llama
 from edgecl.backends.mlx_loss import (
     anchored_pg_loss,
     at_least_float32,
@@ -64,7 +63,9 @@ class MLXModel:
         self.optimizer: optim.Optimizer | None = None
         self.anchor_kl: float | None = None  # the last anchored step's mean per-token KL
         # Decoding takes `_decode`'s faster path for mlx-lm's llama (no sliding-window layers).
-        self._llama_like = plain_llama(model)
+        self._llama_like = type(model).__module__ == "mlx_lm.models.llama" and not any(
+            layer.use_sliding for layer in model.model.layers
+        )
 
     @classmethod
     def load(cls, model_dir: str | Path, name: str | None = None) -> MLXModel:

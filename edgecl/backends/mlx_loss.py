@@ -19,16 +19,6 @@ preload_openblas()  # must precede the first `import mlx.core` in the process
 import mlx.core as mx  # noqa: E402
 from mlx_lm.models.cache import create_attention_mask  # noqa: E402
 
-from edgecl.backends.mlx_forward import (  # noqa: E402
-    exp_is_slow,
-    fast_exp,
-    hidden_states,
-    log_softmax,
-    plain_llama,
-)
-
-FAST_FORWARD = True
-
 
 def pack(prompts, completions):
     """Teacher-forcing inputs for each completion given its prompt.
@@ -98,15 +88,16 @@ def token_logprobs(model, prefix, inputs, positions, targets):
 def position_logprobs(model, prefix, inputs, positions):
     """log pi(. | prefix) over the vocabulary at the given positions; only those positions go
     through the vocabulary projection (the prompt's logits are never needed, and they dominate
-    memory). Llama models on x86 CPUs run edgecl's forward with a fast exp (mlx_forward),
-    unless FAST_FORWARD is off (benchmarks compare the two)."""
-    fast = FAST_FORWARD and plain_llama(model) and exp_is_slow(model)
-    cache = [SharedPrefixCache() for _ in model.layers]
-    for tokens in (prefix, inputs) if prefix.shape[1] else (inputs,):
-        hidden = hidden_states(model, tokens, cache) if fast else model.model(tokens, cache=cache)
+    memory)."""
+    if prefix.shape[1]:
+        cache = [SharedPrefixCache() for _ in model.layers]
+        model.model(prefix, cache=cache)  # only its keys and values are used
+        hidden = model.model(inputs, cache=cache)
+    else:
+        hidden = model.model(inputs)
     hidden = mx.take_along_axis(hidden, positions[..., None], axis=1)
     logits = at_least_float32(lm_head(model)(hidden))
-    return log_softmax(logits) if fast else logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
 
 
 def lm_head(model):
@@ -149,8 +140,7 @@ def anchored_pg_loss(
     KL of the rows with k_i > 0)."""
     logprobs = position_logprobs(model, prefix, inputs, positions)
     lp = mx.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
-    exp = fast_exp if exp_is_slow(model) else mx.exp
-    kl = ((exp(anchor) * (anchor - logprobs)).sum(axis=-1) * mask).sum(axis=1)
+    kl = ((mx.exp(anchor) * (anchor - logprobs)).sum(axis=-1) * mask).sum(axis=1)
     sequence_lp = (importance_weighted(lp, behaviour) * mask).sum(axis=1)
     loss = -(weights * sequence_lp).sum() + (kl_weights * kl).sum()
     return loss / normalizer, (kl * (kl_weights > 0)).sum()
