@@ -48,6 +48,7 @@ CASES = [  # (arguments, words the error must contain)
     ("chat --once hi --model {tiny} --max-tokens 5000", "beyond the context"),
     ("learn --task math --method ppo", "unknown method 'ppo': use one of da-grpo"),
     ("learn --task math --replay 1.5", "--replay 1.5: give a share of the batch in [0, 1)"),
+    ("learn --task math --rollouts vllm", "--rollouts vllm: use mlx or llamacpp"),
     ("eval --task math --model {tiny} --router psychic --budget 0.3", "unknown router 'psychic'"),
     ("bench continual --sequence math", "two tasks or more"),
     ("bench continual --methods da-grpo,ppo", "unknown method 'ppo'"),

@@ -117,5 +117,3 @@ def test_learn_with_llamacpp_rollouts(tmp_path, edgecl_home, tiny_mlx_dir):
     result = run_cli("learn", "--run-name", "lc", "--resume", "--rollouts", "mlx",
                      home=edgecl_home)  # fmt: skip
     assert result.returncode == 1 and "drop --rollouts" in result.stdout + result.stderr
-    bad = run_cli(*args[:-2], "--rollouts", "vllm", "--run-name", "bad", home=edgecl_home)
-    assert bad.returncode != 0 and "--rollouts vllm: use mlx or llamacpp" in bad.stdout + bad.stderr
