@@ -329,8 +329,9 @@ class Trainer:
                 prompts, targets = [*prompts, *more[0]], [*targets, *more[1]]
                 w, k = np.r_[w, more[2]], [*k, *[0.0] * len(more[1])]
             anchor = None if self.anchor is None else (self.anchor, k)
-            drawn = [rollout.completions[r].logprobs for r in rows]  # by the sampler, for its
-            off = getattr(self.sampler, "off_policy", False)  # importance weights if off-policy
+            # The sampler's log-probs of its tokens: importance weights where it is off-policy.
+            drawn = [rollout.completions[r].logprobs for r in rows]
+            off = getattr(self.sampler, "off_policy", False)
             loss = self.model.policy_gradient_step(
                 prompts, targets, w, c.max_tokens, c.micro_batch, world=self.world, anchor=anchor,
                 behaviour=[*drawn, *[None] * (len(targets) - len(rows))] if off else None,
