@@ -54,7 +54,7 @@ def learn(
     method: str = typer.Option(None, help="da-grpo; baselines: grpo-hier gapg gvpo edge-only."),
     assist_reward: float = typer.Option(None, help="Baselines: reward of a right cloud answer."),
     replay: float = typer.Option(None, help="Share of a batch from earlier tasks (0.25)."),
-    rollouts: str = typer.Option(None, help="mlx, or llamacpp: 2-3x faster sampling on CPUs."),
+    rollouts: str = typer.Option(None, help="mlx, or llamacpp: faster sampling on x86 CPUs."),
 ) -> None:
     """Train the local model on a task with a cloud budget (DA-GRPO)."""
     from edgecl.config import (
