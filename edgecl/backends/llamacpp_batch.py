@@ -1,6 +1,6 @@
 """GRPO rollouts on llama.cpp: a group's G completions decoded together, one sequence per
-completion in one `llama_batch`, 2-3x MLX's batched sampler on a 2-core x86 box
-(`python benchmarks/rollouts_llamacpp_batched.py`; benchmarks/README.md).
+completion in one `llama_batch`: 1.3-1.9x MLX's batched sampler on a quiet 2-core x86 box, 3-4.8x
+on a busy one (`python benchmarks/rollouts_llamacpp_batched.py`; benchmarks/README.md).
 
     edgecl learn --task math --rollouts llamacpp
 
