@@ -29,7 +29,7 @@ from edgecl import paths
 from edgecl.calibration import calibration_record, offload_metrics, threshold
 from edgecl.cli.eval import _load_model
 from edgecl.cloud import make_cloud
-from edgecl.evaluate import evaluate
+from edgecl.evaluate import auroc, evaluate
 from edgecl.store import Store
 from edgecl.tasks.registry import get_task
 
@@ -113,6 +113,11 @@ def main() -> None:
     asked = sum(r["help"] for r in measure) / len(measure)
     print(f"adapter {adapter}: asks on {len(record['asked_scores'])}/{len(calib)} calibration "
           f"items, {asked:.2f} of {len(measure)} measurement items")  # fmt: skip
+    requests = [r for r in measure if r["help"]]
+    solvable = sum(not r["would_fail"] for r in requests)
+    fail_auroc = auroc([r["p_help"] for r in requests], [r["would_fail"] for r in requests])
+    print(f"requests on measurement items: {len(requests)}, {solvable} of them locally solvable; "
+          f"AUROC of P(help) against local failure among them: {fail_auroc}")  # fmt: skip
     print("| tau | threshold | offload rate | joint acc | random suppr. | gain | oracle gain |")
     print("|---|---|---|---|---|---|---|")
     for tau in TAUS:
