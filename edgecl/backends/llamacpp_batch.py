@@ -70,11 +70,12 @@ class BatchedLlamaCpp:
         top_p: float = 1.0,
         stop: Sequence[str] = (),
         seed=None,
+        *,
+        decode,
         eos_ids=frozenset(),
-        decode=None,
     ) -> list[Completion]:
         """As MLXModel.sample (same order, seeds, stops and temperature-1 log-probs), with
-        `eos_ids` and `decode` (ids to text) from the policy's tokenizer."""
+        `decode` (ids to text) and `eos_ids` from the policy's tokenizer."""
         if not prompts:
             return []
         if min(len(p) for p in prompts) == 0:
@@ -185,8 +186,9 @@ class LlamaCppRollouts:
     def sample(self, prompts, group_size=1, max_tokens=128, temperature=1.0, top_p=1.0,
                stop=(), seed=None) -> list[Completion]:  # fmt: skip
         self.sync()
+        policy = self.policy
         return self.engine.sample(prompts, group_size, max_tokens, temperature, top_p, stop,
-                                  seed, self.policy.eos_ids, self.policy.decode)  # fmt: skip
+                                  seed, decode=policy.decode, eos_ids=policy.eos_ids)  # fmt: skip
 
     def sync(self) -> None:
         """Export the policy's adapter as it is now to GGUF LoRA and use it (about 1 s)."""
