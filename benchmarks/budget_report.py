@@ -141,6 +141,7 @@ def report(taus, lambda_init=None, lr=None, kl=None) -> dict:
             "warmup": {k: row["warmup"].get(k) for k in ("ability", "probe_after")},
             "training": training(store, name, config.group_size),
             "before": evals(warm, config, "warmup"),
+            "before_by_rank": by_rank(store, "warmup"),
         }
         checkpoint = run_dir(name) / "adapter"
         if checkpoint.is_dir():  # the run's last checkpoint, finished or not
