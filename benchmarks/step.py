@@ -152,13 +152,7 @@ def run_ours(args, entry, home: Path) -> tuple[list[dict], list]:
     )
     start = time.perf_counter()
     model = MLXModel.load(entry.mlx_dir, entry.name)
-    sampler = None
-    if args.rollouts == "llamacpp":
-        from edgecl.backends.llamacpp_batch import LlamaCppRollouts
-        from edgecl.models.registry import ensure_gguf
-
-        sampler = LlamaCppRollouts(model, ensure_gguf(entry))
-    trainer = Trainer(config, model, sampler=sampler)
+    trainer = Trainer(config, model)
     trainer.prepare()
     emit(
         {

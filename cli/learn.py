@@ -150,14 +150,8 @@ def _build_trainer(config, store):
         f"batch {config.batch_size} x G {config.group_size}, {config.max_tokens} tokens, "
         f"cloud {config.cloud}{ranks}, rollouts on {config.rollouts}"
     )
-    sampler = None
-    if config.rollouts == "llamacpp":
-        from edgecl.backends.llamacpp_batch import LlamaCppRollouts
-        from edgecl.models.registry import ensure_gguf
-
-        sampler = LlamaCppRollouts(model, ensure_gguf(entry))
     display = _Display()
-    trainer = Trainer(config, model, store, on_event=display, world=world, sampler=sampler)
+    trainer = Trainer(config, model, store, on_event=display, world=world)
     display.total = trainer.total_steps
     return trainer
 

@@ -71,11 +71,10 @@ class Trainer:
         store: Store | None = None,
         on_event: Callable[[str, dict], None] | None = None,
         world: World | None = None,
-        sampler=None,
     ):
         self.config = config
         self.model = model
-        self.sampler = sampler or model  # what draws the rollouts (llamacpp_batch: off-policy)
+        self.sampler = model if config.rollouts == "mlx" else rollout_sampler(config, model)
         self.method = get_method(config.method)  # edgecl.core.methods: DA-GRPO or a baseline
         self.world = world or World()  # data-parallel ranks (edgecl.backends.distributed)
         self.store = store or Store()
@@ -299,8 +298,7 @@ class Trainer:
                               c.scale_rewards, log_ratio)  # fmt: skip
 
     def assist(self) -> float:
-        """The hierarchical methods' reward for a right cloud answer, for this step's task (the
-        last step's once the run is done)."""
+        """Hierarchical methods' reward for a right cloud answer, this (or the last) step's task."""
         phase = self.locate(min(self.state.step, self.total_steps - 1))[0]
         given, spec = self.config.assist_reward, self.config.phases[phase].task
         return assist_reward(self.tasks[phase].kind, given, spec)
@@ -329,12 +327,11 @@ class Trainer:
                 prompts, targets = [*prompts, *more[0]], [*targets, *more[1]]
                 w, k = np.r_[w, more[2]], [*k, *[0.0] * len(more[1])]
             anchor = None if self.anchor is None else (self.anchor, k)
-            # The sampler's log-probs of its tokens: importance weights where it is off-policy.
             drawn = [rollout.completions[r].logprobs for r in rows]
-            off = getattr(self.sampler, "off_policy", False)
+            drawn += [None] * (len(targets) - len(rows))  # the self-distillation rows
             loss = self.model.policy_gradient_step(
                 prompts, targets, w, c.max_tokens, c.micro_batch, world=self.world, anchor=anchor,
-                behaviour=[*drawn, *[None] * (len(targets) - len(rows))] if off else None,
+                behaviour=None if self.sampler is self.model else drawn,  # importance weights
             )  # fmt: skip
             loss = float(self.world.sum([loss])[0])
             if anchor is not None:  # mean per-token KL to the anchor, over all ranks' samples
@@ -367,6 +364,14 @@ class Trainer:
         self.last_rollout = rollout
         self.on_event("step", row)
         return row
+
+
+def rollout_sampler(config: TrainConfig, model):
+    """`--rollouts llamacpp`: the model's GGUF on llama.cpp, off-policy (llamacpp_batch)."""
+    from edgecl.backends.llamacpp_batch import LlamaCppRollouts
+    from edgecl.models.registry import ensure_gguf, resolve_model
+
+    return LlamaCppRollouts(model, ensure_gguf(resolve_model(config.model)))
 
 
 def _step_seed(seed: int, step: int) -> int:

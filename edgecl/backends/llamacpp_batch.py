@@ -172,8 +172,6 @@ class LlamaCppRollouts:
     """The trainer's sampler for `--rollouts llamacpp`: the policy's chat template, tokenizer and
     stops, llama.cpp's batched decoding with the policy's current adapter."""
 
-    off_policy = True  # the update importance-weights these samples
-
     def __init__(self, policy, gguf: str | Path, n_threads: int | None = None, **engine):
         self.policy = policy
         self.gguf = Path(gguf)
