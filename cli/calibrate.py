@@ -21,7 +21,7 @@ def calibrate(
 ) -> None:
     """Measure P(help) on calibration items and store it with the current adapter version."""
     from edgecl import learner as learners
-    from edgecl.calibration import calibration_record, threshold
+    from edgecl.calibration import calibration_record, threshold_summary
     from edgecl.cli.eval import _load_model
     from edgecl.cloud import make_cloud
     from edgecl.evaluate import evaluate
@@ -45,6 +45,5 @@ def calibrate(
     asked = len(c["asked_scores"])
     typer.echo(f"learner {learner}, version {me.current}: asks on {asked}/{c['n_items']} "
                f"calibration items")  # fmt: skip
-    for tau in (0.1, 0.2, 0.3, 0.4, 0.5):
-        thr = threshold(c["asked_scores"], c["n_items"], tau)
-        typer.echo(f"  tau {tau:.1f}: a help request goes out at P(help) >= {thr:.3f}")
+    for line in threshold_summary(c["asked_scores"], c["n_items"]):
+        typer.echo(f"  {line}")

@@ -29,6 +29,23 @@ def threshold(asked_scores: list[float], n_items: int, tau: float) -> float:
     return (ranked[k - 1] + ranked[k]) / 2
 
 
+def threshold_summary(asked_scores: list[float], n_items: int) -> list[str]:
+    """What `edgecl calibrate` tells the user: each tau's threshold, or why there is none."""
+    if not asked_scores:
+        return ["it never asks for help here, so chat and eval answer every query locally at "
+                "any budget (the threshold only holds requests back)"]  # fmt: skip
+    rate = len(asked_scores) / n_items
+    lines = []
+    for tau in (0.1, 0.2, 0.3, 0.4, 0.5):
+        thr = threshold(asked_scores, n_items, tau)
+        lines.append(
+            f"tau {tau:.1f}: every help request goes out (it asks on {rate:.2f} of items)"
+            if thr == 0.0
+            else f"tau {tau:.1f}: a help request goes out at P(help) >= {thr:.3f}"
+        )
+    return lines
+
+
 def calibration_record(report: dict, version: int | None, task: str) -> dict:
     """What `edgecl calibrate` stores from an evaluate() report on the calibration split."""
     return {

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import run_cli
 from edgecl import learner as learners
-from edgecl.calibration import offload_metrics, threshold
+from edgecl.calibration import offload_metrics, threshold, threshold_summary
 from edgecl.store import Store
 
 
@@ -86,3 +86,10 @@ def test_calibrate_then_eval_at_a_budget(asking_learner):
     assert c["tau"] == 0.2 and 0 <= c["random_joint_acc"] <= 1
     stale = run_cli("eval", *common, "--budget", "0.2", "--base", home=home)
     assert stale.returncode == 1 and "edgecl calibrate" in stale.stderr
+
+
+def test_calibrate_says_when_a_budget_cannot_be_reached():
+    lines = threshold_summary([0.9, 0.7, 0.6], 10)  # asks on 0.3 of the items
+    assert lines[0] == "tau 0.1: a help request goes out at P(help) >= 0.800"
+    assert lines[3] == "tau 0.4: every help request goes out (it asks on 0.30 of items)"
+    assert "never asks" in threshold_summary([], 10)[0]
