@@ -195,7 +195,7 @@ class LlamaCppRollouts:
         if self.policy.optimizer is None:  # no adapter attached: the base model
             return self.engine.set_adapter(None)
         directory = Path(self.workdir.name)
-        self.policy.save_adapter(directory / "adapter")
+        self.policy.save_adapter(directory / "adapter", with_optimizer=False)  # weights suffice
         export_gguf_lora(directory / "adapter", directory / "adapter.gguf", base_gguf=self.gguf)
         self.engine.set_adapter(directory / "adapter.gguf")
 

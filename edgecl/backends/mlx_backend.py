@@ -317,8 +317,11 @@ class MLXModel:
         mx.eval(self.model.parameters(), self.optimizer.state)
 
     # -------------------------------------------------------- checkpoints
-    def save_adapter(self, directory: str | Path, extra: dict | None = None) -> Path:
-        """Write adapter weights, config and optimizer state; atomic (a crash keeps the old one)."""
+    def save_adapter(
+        self, directory: str | Path, extra: dict | None = None, with_optimizer: bool = True
+    ) -> Path:
+        """Write adapter weights, config and (`with_optimizer`) optimizer state; atomic (a crash
+        keeps the old one)."""
         if self.lora is None:
             raise EdgeclError("no LoRA adapter attached: nothing to save")
         config = {
@@ -341,7 +344,8 @@ class MLXModel:
             ),
             **(extra or {}),
         }
-        state = dict(tree_flatten(self.optimizer.state)) if self.optimizer is not None else None
+        optimizer = self.optimizer if with_optimizer else None
+        state = dict(tree_flatten(optimizer.state)) if optimizer is not None else None
         return write_adapter(Path(directory), self.trainable(), state, config)
 
     def adapter_file_weights(self, directory: str | Path) -> dict[str, mx.array]:
