@@ -20,9 +20,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import re
 from pathlib import Path
+
+import numpy as np
 
 from edgecl import learner as learners
 from edgecl import paths
@@ -98,6 +101,28 @@ def measured(adapter: Path, items: list, max_tokens: int, label: str) -> list[di
     return rows
 
 
+def by_all_scores(calib: list[dict], measure: list[dict], tau: float) -> dict:
+    """What issue 12 rules out, measured for the next plan: offload the items whose P(help) is
+    in the calibration split's top tau share, asked or not (a request the greedy text did not
+    make would send its steps and the trigger). The reference cloud (accuracy 1) answers every
+    request right, so an offloaded item counts as right. Against offloading random items at the
+    same rate, paired on the same items; and the oracle (the same number, all local failures)."""
+    ranked = sorted((r["p_help"] for r in calib), reverse=True)
+    k = int(tau * len(ranked))
+    thr = (ranked[k - 1] + ranked[k]) / 2 if 0 < k < len(ranked) else math.inf
+    local = np.array([not r["would_fail"] for r in measure], dtype=float)
+    sent = np.array([r["p_help"] >= thr for r in measure])
+    rate = float(sent.mean())
+    fails = int((1 - local).sum())
+    return {
+        "threshold": thr,
+        "offload_rate": rate,
+        "joint_acc": float(np.where(sent, 1.0, local).mean()),
+        "random_joint_acc": float((rate + (1 - rate) * local).mean()),
+        "oracle_joint_acc": float((local.sum() + min(int(sent.sum()), fails)) / len(measure)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", type=Path, help="default: the learner's warm-up version")
@@ -126,6 +151,15 @@ def main() -> None:
         gain = m["joint_acc"] - m["random_joint_acc"]
         best = m["oracle_joint_acc"] - m["random_joint_acc"]
         print(f"| {tau} | {thr:.3f} | {m['offload_rate']:.3f} | {m['joint_acc']:.3f} | "
+              f"{m['random_joint_acc']:.3f} | {gain:+.3f} | {best:+.3f} |")  # fmt: skip
+    print("\nOffloading by P(help) over all items, asked or not (issue 12 rules this out):")
+    print("| tau | threshold | offload rate | joint acc | random offloading | gain | oracle gain |")
+    print("|---|---|---|---|---|---|---|")
+    for tau in TAUS:
+        m = by_all_scores(calib, measure, tau)
+        gain = m["joint_acc"] - m["random_joint_acc"]
+        best = m["oracle_joint_acc"] - m["random_joint_acc"]
+        print(f"| {tau} | {m['threshold']:.3f} | {m['offload_rate']:.3f} | {m['joint_acc']:.3f} | "
               f"{m['random_joint_acc']:.3f} | {gain:+.3f} | {best:+.3f} |")  # fmt: skip
 
 
