@@ -3,6 +3,7 @@
     python benchmarks/budget.py train              # both runs, resumable (about 2 h each)
     python benchmarks/budget.py train --tau 0.1    # one of them
     python benchmarks/budget.py train --lr 2e-5    # another policy lr (in the run names)
+    python benchmarks/budget.py train --tau 0.1 --lr 3e-6 --kl 0.05 --rollouts llamacpp
     python benchmarks/budget.py report             # evals and the results table (markdown)
 
 Each run: `edgecl learn --task math --budget TAU --steps 150 --batch-size 4 --group-size 4
@@ -27,20 +28,29 @@ LEARN = "--task math --steps {steps} --batch-size 4 --group-size 4 --max-tokens 
 
 
 def run_name(
-    tau: float, lambda_init: float | None = None, lr: float | None = None, kl: float | None = None
+    tau: float,
+    lambda_init: float | None = None,
+    lr: float | None = None,
+    kl: float | None = None,
+    rollouts: str = "mlx",
 ) -> str:
     parts = [f"budget-tau{tau:g}"]
     for label, value in (("lam", lambda_init), ("lr", lr), ("kl", kl)):
         parts += [f"{label}{value:g}"] if value is not None else []
-    return "-".join(parts)
+    return "-".join(parts + ([rollouts] if rollouts != "mlx" else []))
 
 
 def train(
-    tau: float, steps: int, lambda_init: float | None, lr: float | None, kl: float | None
+    tau: float,
+    steps: int,
+    lambda_init: float | None,
+    lr: float | None,
+    kl: float | None,
+    rollouts: str = "mlx",
 ) -> None:
     from edgecl.store import Store
 
-    name = run_name(tau, lambda_init, lr, kl)
+    name = run_name(tau, lambda_init, lr, kl, rollouts)
     store = Store()
     row = store.get_run(name)
     store.close()
@@ -57,6 +67,7 @@ def train(
             args += ["--lr", str(lr)]
         if kl is not None:
             args += ["--kl", str(kl)]
+        args += ["--rollouts", rollouts]
     from edgecl.cli.main import app
 
     print("edgecl learn " + " ".join(args), flush=True)
@@ -71,15 +82,16 @@ def main() -> None:
     parser.add_argument("--lambda-init", type=float, default=None)
     parser.add_argument("--lr", type=float, default=None, help="policy lr (default: learn's)")
     parser.add_argument("--kl", type=float, default=None, help="KL weight (default: learn's)")
+    parser.add_argument("--rollouts", choices=["mlx", "llamacpp"], default="mlx")
     args = parser.parse_args()
     taus = args.tau or TAUS
     if args.what == "train":
         for tau in taus:
-            train(tau, args.steps, args.lambda_init, args.lr, args.kl)
+            train(tau, args.steps, args.lambda_init, args.lr, args.kl, args.rollouts)
     else:
         from budget_report import report
 
-        print(json.dumps(report(taus, args.lambda_init, args.lr, args.kl), indent=1))
+        print(json.dumps(report(taus, args.lambda_init, args.lr, args.kl, args.rollouts), indent=1))
 
 
 if __name__ == "__main__":

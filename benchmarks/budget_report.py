@@ -121,13 +121,13 @@ def by_rank(store: Store, label: str) -> dict:
     return out
 
 
-def report(taus, lambda_init=None, lr=None, kl=None) -> dict:
+def report(taus, lambda_init=None, lr=None, kl=None, rollouts="mlx") -> dict:
     from budget import run_name
 
     store = Store()
     results = {}
     for tau in taus:
-        name = run_name(tau, lambda_init, lr, kl)
+        name = run_name(tau, lambda_init, lr, kl, rollouts)
         row = store.get_run(name)
         if row is None:
             results[name] = "not trained yet: python benchmarks/budget.py train"
