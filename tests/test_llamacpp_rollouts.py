@@ -35,12 +35,19 @@ def _same(mlx_outs, llama_outs) -> None:
     assert [o.finish_reason for o in llama_outs] == [o.finish_reason for o in mlx_outs]
 
 
-def test_greedy_batches_agree_with_mlx_and_stops_end_rows(tiny_model, tiny_gguf):
+def test_greedy_batches_agree_with_mlx_and_stops_end_rows(
+    tiny_model, tiny_gguf, capfd, monkeypatch
+):
+    from llama_cpp import _logger
+
+    monkeypatch.setattr(_logger.logger, "level", 0)  # as in a process with no Llama(verbose=False)
     engine = BatchedLlamaCpp(tiny_gguf, n_threads=1, f32_kv_cache=True, flash_attn=False)
     try:
         mlx_outs = tiny_model.sample(PROMPTS, 2, 12, temperature=0.0)
+        capfd.readouterr()
         llama_outs = engine.sample(PROMPTS, 2, 12, 0.0, eos_ids=tiny_model.eos_ids,
                                    decode=tiny_model.decode)  # fmt: skip
+        assert "llama_context" not in capfd.readouterr().err  # a context's ~1000 log lines
         _same(mlx_outs, llama_outs)
         assert len({tuple(o.token_ids) for o in mlx_outs}) == 3  # the prompts differ
         # A token the first prompt's greedy reply emits at its 4th step ends those rows there.

@@ -8,7 +8,7 @@ Why not `Llama(lora_path=...)`: llama-cpp-python 0.3.36 tests the handle returne
 `llama_adapter_lora_init` with `is None`, but ctypes returns a NULL *pointer object* on failure,
 so a rejected adapter passes that test; the NULL then goes to `llama_set_adapters_lora` and the
 first decode segfaults (seen with a shape-mismatched adapter), with no reason printed because its
-log-level mapping hides llama.cpp's error line (see `_llama_log`).
+log-level mapping hides llama.cpp's error line (see `llama_log_lines`).
 So the adapter is attached here through the C API, and three checks make a failure loud:
 1. before loading, `check_gguf_lora` compares its tensors with the model's (what llama.cpp
    would reject, with a readable reason);
@@ -48,7 +48,7 @@ def default_threads() -> int:
 
 
 @contextlib.contextmanager
-def _llama_log() -> Iterator[list[str]]:
+def llama_log_lines() -> Iterator[list[str]]:
     """Collect llama.cpp's log lines for a moment.
 
     llama-cpp-python 0.3.36 maps ggml's current log levels wrongly (ERROR=4 becomes DEBUG), so
@@ -121,7 +121,7 @@ class LlamaCppModel:
         """Attach a LoRA through the C API and prove it changes the output (module docstring)."""
         probe = self.tokenize(PROBE_TEXT)
         before = self.logits(probe)
-        with _llama_log() as log:
+        with llama_log_lines() as log:
             handle = llama_cpp.llama_adapter_lora_init(self.llm.model, str(path).encode())
         if not handle:  # a NULL POINTER object, which `is None` misses
             reason = next((line for line in reversed(log) if "failed" in line), "no reason given")

@@ -22,11 +22,9 @@ import llama_cpp as L
 import numpy as np
 
 from edgecl.backends.base import Completion
-from edgecl.backends.llamacpp import GGML_TYPE_F32
+from edgecl.backends.llamacpp import GGML_TYPE_F32, llama_log_lines
 from edgecl.backends.sampling import finish_reason, next_tokens, random_streams
 from edgecl.errors import EdgeclError
-
-_QUIET = L.llama_log_callback(lambda level, text, user_data: None)  # C keeps a pointer to it
 
 
 class BatchedLlamaCpp:
@@ -37,10 +35,10 @@ class BatchedLlamaCpp:
     def __init__(
         self, gguf: str | Path, n_threads: int | None = None, f32_kv_cache=False, flash_attn=True
     ):
-        L.llama_log_set(_QUIET, ctypes.c_void_p(0))  # a line per sequence per call otherwise
-        self.model = L.llama_model_load_from_file(
-            str(gguf).encode(), L.llama_model_default_params()
-        )
+        with llama_log_lines():  # kept off the terminal, as every context's ~1000 lines
+            self.model = L.llama_model_load_from_file(
+                str(gguf).encode(), L.llama_model_default_params()
+            )
         if not self.model:
             raise EdgeclError(f"llama.cpp cannot load {gguf}: is it a GGUF model file?")
         self.n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(self.model))
@@ -55,9 +53,11 @@ class BatchedLlamaCpp:
         """Use this GGUF LoRA from the next `sample` on (None: the base model)."""
         old, self.adapter = self.adapter, None
         if lora_gguf is not None:
-            self.adapter = L.llama_adapter_lora_init(self.model, str(lora_gguf).encode())
+            with llama_log_lines() as log:
+                self.adapter = L.llama_adapter_lora_init(self.model, str(lora_gguf).encode())
             if not self.adapter:  # a NULL pointer object
-                raise EdgeclError(f"llama.cpp rejected the LoRA adapter {lora_gguf}")
+                reason = next((line for line in reversed(log) if "failed" in line), "")
+                raise EdgeclError(f"llama.cpp rejected the LoRA adapter {lora_gguf} {reason}")
         if old:
             L.llama_adapter_lora_free(old)
 
@@ -108,7 +108,8 @@ class BatchedLlamaCpp:
                 logits = self._logits(ctx, len(active))
         finally:
             L.llama_batch_free(batch)
-            L.llama_free(ctx)
+            with llama_log_lines():
+                L.llama_free(ctx)
         return [
             Completion(b // group_size, ids[b], lps[b], decode(ids[b]), *finish[b])
             for b in range(n)
@@ -126,7 +127,8 @@ class BatchedLlamaCpp:
         params.flash_attn_type = 1 if self.flash_attn else 0
         if self.f32_kv_cache:
             params.type_k = params.type_v = GGML_TYPE_F32
-        ctx = L.llama_init_from_model(self.model, params)
+        with llama_log_lines():
+            ctx = L.llama_init_from_model(self.model, params)
         if not ctx:
             raise EdgeclError(f"llama.cpp could not make a context for {n_seq} sequences")
         if self.adapter and L.llama_set_adapters_lora(
