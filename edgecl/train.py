@@ -74,9 +74,9 @@ class Trainer:
     ):
         self.config = config
         self.model = model
-        self.sampler = model if config.rollouts == "mlx" else rollout_sampler(config, model)
-        self.method = get_method(config.method)  # edgecl.core.methods: DA-GRPO or a baseline
         self.world = world or World()  # data-parallel ranks (edgecl.backends.distributed)
+        self.sampler = rollout_sampler(config, model, self.world)
+        self.method = get_method(config.method)  # edgecl.core.methods: DA-GRPO or a baseline
         self.store = store or Store()
         self.on_event = on_event or (lambda kind, data: None)
         self.tasks = [get_task(p.task, config.verifier, config.seed) for p in config.phases]
@@ -98,7 +98,6 @@ class Trainer:
             self.config.cloud, task=task, seed=self.config.seed + index, **self.config.cloud_options
         )
 
-    # ------------------------------------------------------------------ start / resume
     def prepare(self, resume: bool = False, rewarm: bool = False) -> None:
         """Start a new run or resume one, then the warm-up (phase 0) if not done yet: a stored
         one for this model, tasks and settings, unless `rewarm`. Data parallel: rank 0 does all
@@ -220,7 +219,6 @@ class Trainer:
         }
         self.model.save_adapter(self.checkpoint, extra={"trainer_state": vars(self.state)})
 
-    # ------------------------------------------------------------------------- loop
     def locate(self, step: int) -> tuple[int, int]:
         """(phase index, step within the phase) of global step `step` (0-based)."""
         for index, phase in enumerate(self.config.phases):
@@ -353,12 +351,8 @@ class Trainer:
         # on --resume, which finds its cloud calls in the log and reuses their answers.
         with guard.critical() if guard else nothing():
             if self.world.is_main:
-                self.store.record_step(
-                    c.run_name,
-                    row,
-                    rollout.sample_rows(c.group_size),
-                    [dict(r, step=self.state.step) for r in rollout.cloud_calls],
-                )
+                calls = [dict(r, step=self.state.step) for r in rollout.cloud_calls]
+                self.store.record_step(c.run_name, row, rollout.sample_rows(c.group_size), calls)
             faults.point("step-rows-written")
             self.save()
         self.last_rollout = rollout
@@ -366,12 +360,15 @@ class Trainer:
         return row
 
 
-def rollout_sampler(config: TrainConfig, model):
-    """`--rollouts llamacpp`: the model's GGUF on llama.cpp, off-policy (llamacpp_batch)."""
+def rollout_sampler(config: TrainConfig, model, world: World):
+    """The model, or with `--rollouts llamacpp` its GGUF on llama.cpp (llamacpp_batch)."""
+    if config.rollouts == "mlx":
+        return model
     from edgecl.backends.llamacpp_batch import LlamaCppRollouts
     from edgecl.models.registry import ensure_gguf, resolve_model
 
-    return LlamaCppRollouts(model, ensure_gguf(resolve_model(config.model)))
+    gguf = ensure_gguf(resolve_model(config.model))
+    return LlamaCppRollouts(model, gguf, world.cores_per_rank())
 
 
 def _step_seed(seed: int, step: int) -> int:

@@ -44,10 +44,12 @@ def main(model_dir: str, task_file: str, out_dir: str) -> None:
         out.mkdir(parents=True, exist_ok=True)
         mx.save_safetensors(str(out / "initial.safetensors"), trainer.model.trainable())
     trainer.run()
+    cores = world.cores_per_rank()  # a collective: every rank calls it
     if world.is_main:
         mx.save_safetensors(str(out / "adapter.safetensors"), trainer.model.trainable())
         result = {
             "ranks": world.size,
+            "cores_per_rank": cores,
             "lambda": [r["lambda_after"] for r in rows],
             "j_c": [r["j_c"] for r in rows],
             "n_help": [r["n_help"] for r in rows],

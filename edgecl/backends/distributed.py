@@ -14,6 +14,8 @@ its adapter, optimizer and trainer state at the start (`broadcast_arrays`, `broa
 from __future__ import annotations
 
 import json
+import os
+import socket
 from typing import Any
 
 import numpy as np
@@ -69,6 +71,11 @@ class World:
             k: mx.distributed.all_sum(v if self.is_main else mx.zeros_like(v), group=self.group)
             for k, v in arrays.items()
         }
+
+    def cores_per_rank(self) -> int:
+        """This machine's cores shared among the ranks that run on it (for llama.cpp threads)."""
+        host = socket.gethostname()
+        return max(1, (os.cpu_count() or 1) // sum(h == host for h in self.gather(host)))
 
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's JSON-able `obj`, in rank order, on every rank."""
