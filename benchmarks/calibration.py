@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import re
 from pathlib import Path
@@ -106,10 +105,9 @@ def by_all_scores(calib: list[dict], measure: list[dict], tau: float) -> dict:
     in the calibration split's top tau share, asked or not (a request the greedy text did not
     make would send its steps and the trigger). The reference cloud (accuracy 1) answers every
     request right, so an offloaded item counts as right. Against offloading random items at the
-    same rate, paired on the same items; and the oracle (the same number, all local failures)."""
-    ranked = sorted((r["p_help"] for r in calib), reverse=True)
-    k = int(tau * len(ranked))
-    thr = (ranked[k - 1] + ranked[k]) / 2 if 0 < k < len(ranked) else math.inf
+    same rate (in expectation, on the same items); and the oracle (as many offloads, local
+    failures first)."""
+    thr = threshold([r["p_help"] for r in calib], len(calib), tau)
     local = np.array([not r["would_fail"] for r in measure], dtype=float)
     sent = np.array([r["p_help"] >= thr for r in measure])
     rate = float(sent.mean())

@@ -34,15 +34,16 @@ def threshold_summary(asked_scores: list[float], n_items: int) -> list[str]:
     if not asked_scores:
         return ["it never asks for help here, so chat and eval answer every query locally at "
                 "any budget (the threshold only holds requests back)"]  # fmt: skip
-    rate = len(asked_scores) / n_items
     lines = []
     for tau in (0.1, 0.2, 0.3, 0.4, 0.5):
         thr = threshold(asked_scores, n_items, tau)
-        lines.append(
-            f"tau {tau:.1f}: every help request goes out (it asks on {rate:.2f} of items)"
-            if thr == 0.0
-            else f"tau {tau:.1f}: a help request goes out at P(help) >= {thr:.3f}"
-        )
+        if math.isinf(thr):
+            lines.append(f"tau {tau:.1f}: no help request goes out ({n_items} items are too few)")
+        elif tau * n_items + 1e-9 >= len(asked_scores):
+            rate = len(asked_scores) / n_items
+            lines.append(f"tau {tau:.1f}: every help request goes out (it asks on {rate:.2f})")
+        else:
+            lines.append(f"tau {tau:.1f}: a help request goes out at P(help) >= {thr:.3f}")
     return lines
 
 

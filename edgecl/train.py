@@ -367,8 +367,8 @@ def rollout_sampler(config: TrainConfig, model, world: World):
     from edgecl.backends.llamacpp_batch import LlamaCppRollouts
     from edgecl.models.registry import ensure_gguf, resolve_model
 
-    gguf = ensure_gguf(resolve_model(config.model))
-    return LlamaCppRollouts(model, gguf, world.cores_per_rank())
+    threads = world.cores_per_rank()  # a collective: before anything that may fail
+    return LlamaCppRollouts(model, ensure_gguf(resolve_model(config.model)), threads)
 
 
 def _step_seed(seed: int, step: int) -> int:

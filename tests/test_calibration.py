@@ -91,5 +91,8 @@ def test_calibrate_then_eval_at_a_budget(asking_learner):
 def test_calibrate_says_when_a_budget_cannot_be_reached():
     lines = threshold_summary([0.9, 0.7, 0.6], 10)  # asks on 0.3 of the items
     assert lines[0] == "tau 0.1: a help request goes out at P(help) >= 0.800"
-    assert lines[3] == "tau 0.4: every help request goes out (it asks on 0.30 of items)"
+    assert lines[3] == "tau 0.4: every help request goes out (it asks on 0.30)"
     assert "never asks" in threshold_summary([], 10)[0]
+    assert (
+        threshold_summary([0.9], 5)[0] == "tau 0.1: no help request goes out (5 items are too few)"
+    )

@@ -23,6 +23,7 @@ import pytest  # noqa: E402
 import edgecl.backends.llamacpp as llamacpp  # noqa: E402
 import edgecl.models.gguf  # noqa: E402
 from edgecl.backends.llamacpp import LlamaCppModel  # noqa: E402
+from edgecl.backends.llamacpp_batch import BatchedLlamaCpp  # noqa: E402
 from edgecl.errors import EdgeclError  # noqa: E402
 from edgecl.models.export import export_gguf_lora  # noqa: E402
 from numerics import logits_tol  # noqa: E402
@@ -137,8 +138,15 @@ def test_llama_cpp_rejection_is_not_silent(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(llamacpp, "check_gguf_lora", lambda adapter, model: 1.0)
     other = dict(TINY_CONFIG, hidden_size=32, intermediate_size=96)
     adapter = make_tiny_adapter(tmp_path / "ad", config=other, keys=("mlp.down_proj",))
+    bad = export_gguf_lora(adapter)
     with pytest.raises(EdgeclError, match=r"llama.cpp rejected the LoRA adapter .*ffn_down.*shape"):
-        LlamaCppModel(tiny["gguf"], adapter_gguf=export_gguf_lora(adapter), n_ctx=256)
+        LlamaCppModel(tiny["gguf"], adapter_gguf=bad, n_ctx=256)
+    engine = BatchedLlamaCpp(tiny["gguf"], n_threads=1)  # the rollout engine says why too
+    try:
+        with pytest.raises(EdgeclError, match=r"rejected the LoRA adapter .*\(.*ffn_down.*shape"):
+            engine.set_adapter(bad)
+    finally:
+        engine.close()
 
 
 def test_adapter_without_effect_is_caught(tiny, tmp_path, monkeypatch):

@@ -75,7 +75,7 @@ class World:
     def cores_per_rank(self) -> int:
         """This machine's cores shared among the ranks that run on it (for llama.cpp threads)."""
         host = socket.gethostname()
-        return max(1, (os.cpu_count() or 1) // sum(h == host for h in self.gather(host)))
+        return max(1, _usable_cores() // sum(h == host for h in self.gather(host)))
 
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's JSON-able `obj`, in rank order, on every rank."""
@@ -94,3 +94,11 @@ class World:
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's JSON-able `obj` on every rank."""
         return self.gather(obj if self.is_main else None)[0]
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity, under taskset or a cgroup)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1

@@ -69,6 +69,12 @@ def llama_log_lines() -> Iterator[list[str]]:
         llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
 
 
+def rejection_reason(log: list[str]) -> str:
+    """Why llama.cpp refused an adapter: its last "failed" log line, without the prefix."""
+    reason = next((line for line in reversed(log) if "failed" in line), "no reason given")
+    return reason.split(": ", 1)[-1].strip()
+
+
 class LlamaCppModel:
     """A GGUF model on llama.cpp, optionally with one LoRA adapter (verified to be applied).
 
@@ -124,10 +130,9 @@ class LlamaCppModel:
         with llama_log_lines() as log:
             handle = llama_cpp.llama_adapter_lora_init(self.llm.model, str(path).encode())
         if not handle:  # a NULL POINTER object, which `is None` misses
-            reason = next((line for line in reversed(log) if "failed" in line), "no reason given")
             raise EdgeclError(
                 f"llama.cpp rejected the LoRA adapter {path} for {self.path.name} "
-                f"({reason.split(': ', 1)[-1].strip()}); re-export the adapter for this model"
+                f"({rejection_reason(log)}); re-export the adapter for this model"
             )
         self._adapter_handle = handle  # freed by llama.cpp together with the model
         adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(handle)

@@ -22,7 +22,7 @@ import llama_cpp as L
 import numpy as np
 
 from edgecl.backends.base import Completion
-from edgecl.backends.llamacpp import GGML_TYPE_F32, llama_log_lines
+from edgecl.backends.llamacpp import GGML_TYPE_F32, llama_log_lines, rejection_reason
 from edgecl.backends.sampling import finish_reason, next_tokens, random_streams
 from edgecl.errors import EdgeclError
 
@@ -51,15 +51,17 @@ class BatchedLlamaCpp:
 
     def set_adapter(self, lora_gguf: str | Path | None) -> None:
         """Use this GGUF LoRA from the next `sample` on (None: the base model)."""
-        old, self.adapter = self.adapter, None
+        if self.adapter:
+            L.llama_adapter_lora_free(self.adapter)
+        self.adapter = None
         if lora_gguf is not None:
             with llama_log_lines() as log:
-                self.adapter = L.llama_adapter_lora_init(self.model, str(lora_gguf).encode())
-            if not self.adapter:  # a NULL pointer object
-                reason = next((line for line in reversed(log) if "failed" in line), "")
-                raise EdgeclError(f"llama.cpp rejected the LoRA adapter {lora_gguf} {reason}")
-        if old:
-            L.llama_adapter_lora_free(old)
+                adapter = L.llama_adapter_lora_init(self.model, str(lora_gguf).encode())
+            if not adapter:  # a NULL pointer object
+                raise EdgeclError(
+                    f"llama.cpp rejected the LoRA adapter {lora_gguf} ({rejection_reason(log)})"
+                )
+            self.adapter = adapter
 
     def sample(
         self,
