@@ -151,6 +151,20 @@ def _answer_prefix(text: str) -> str | None:
     return None if at < 0 else text[: at + len("<answer>")]
 
 
+def help_branch(encode, response: str) -> tuple[list[int], list[int]] | None:
+    """(the response's ids up to its `<answer>` less the tag's last token, the ids from there
+    that make `<answer>` then the trigger): P(help) is P(branch | prompt + head). None when the
+    response has no `<answer>`."""
+    prefix = _answer_prefix(response)
+    if prefix is None:
+        return None
+    head = encode(prefix)[:-1]  # without the tag's last token
+    branch = encode(prefix + TRIGGER)
+    if branch[: len(head)] != head:  # a tokenizer that merges across the tag: plain split
+        head, branch = encode(prefix), encode(prefix) + encode(TRIGGER)
+    return head, branch[len(head) :]
+
+
 def help_probabilities(model, prompt_ids: list, completions: list) -> list[float]:
     """P(the trigger | prompt, the response up to its `<answer>`) per completion; a response
     with no `<answer>` scores 1 if it asked for help (it did, by the parser) else 0.
@@ -162,16 +176,12 @@ def help_probabilities(model, prompt_ids: list, completions: list) -> list[float
     encode = lambda text: model.tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
     contexts, branches, where = [], [], []
     for k, c in enumerate(completions):
-        prefix = _answer_prefix(c.text)
-        if prefix is None:
+        split = help_branch(encode, c.text)
+        if split is None:
             out[k] = float(c.text.rstrip().endswith(TRIGGER))
             continue
-        head = encode(prefix)[:-1]  # without the tag's last token
-        branch = encode(prefix + TRIGGER)
-        if branch[: len(head)] != head:  # a tokenizer that merges across the tag: plain split
-            head, branch = encode(prefix), encode(prefix) + encode(TRIGGER)
-        contexts.append(list(prompt_ids[c.prompt_index]) + head)
-        branches.append(branch[len(head) :])
+        contexts.append(list(prompt_ids[c.prompt_index]) + split[0])
+        branches.append(split[1])
         where.append(k)
     if contexts:
         for k, lp in zip(where, model.sequence_logprobs(contexts, branches)):

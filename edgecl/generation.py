@@ -11,6 +11,7 @@ the model answers locally; chat uses it when the budget or a cap says no. Genera
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -129,7 +130,15 @@ class LlamaChat:
         self.llm = LlamaCppModel(str(base), adapter_gguf=str(adapter_gguf_for(adapter, base)))
 
     def help_probability(self, messages: list[dict], response: str) -> float | None:
-        return None  # not measured on llama.cpp yet: chat then applies no threshold
+        """As MLXChat's, from llama.cpp's logits (the GGUF LoRA attached)."""
+        from edgecl.evaluate import help_branch
+
+        encode = lambda t: self.llm.tokenize(t, special=False)  # noqa: E731
+        split = help_branch(encode, response)
+        if split is None:
+            return float(response.rstrip().endswith(TRIGGER))
+        head, branch = split
+        return math.exp(self.llm.sequence_logprob(self.llm.chat_ids(messages) + head, branch))
 
     def stream(
         self, messages: list[dict], max_tokens: int, temperature: float, suppress_help: bool

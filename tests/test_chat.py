@@ -124,6 +124,26 @@ def test_suppression_turns_a_help_request_into_a_local_answer(asking_model):
     assert logged["prompt"] == "What is 3 + 4?" and logged["help"] == 1 and logged["cloud"] == 0
 
 
+def test_llamacpp_chat_measures_p_help_as_mlx_does(asking_model, tmp_path):
+    """The calibrated threshold applies on both chat backends: the same P(help) from each."""
+    from edgecl.backends.llamacpp import LlamaCppModel
+    from edgecl.backends.mlx_backend import MLXModel
+    from edgecl.generation import LlamaChat, MLXChat
+    from tiny_model import make_tiny_gguf
+
+    mlx = MLXChat(MLXModel.load(asking_model, "asking"))
+    gguf = make_tiny_gguf(asking_model, tmp_path / "asking.gguf")
+    llama = LlamaChat(LlamaCppModel(gguf, n_ctx=512, f32_kv_cache=True), "asking")
+    messages = build_messages("math", "What is 3 + 4?")
+    assert llama.llm.chat_ids(messages) == mlx.model.chat_ids(messages)  # the same template
+    asked = "".join(mlx.stream(messages, 48, 0.0, suppress_help=False))
+    local = "".join(mlx.stream(messages, 48, 0.0, suppress_help=True))
+    for response in (asked, local, "no answer tag " + TRIGGER):
+        p_mlx = mlx.help_probability(messages, response)
+        assert llama.help_probability(messages, response) == pytest.approx(p_mlx, abs=1e-3)
+    assert mlx.help_probability(messages, asked) > 0.5  # the model asks here
+
+
 def server_requests(url: str) -> int:
     """Chat requests the llama-cpp server has logged (its access log)."""
     from conftest_server import _server

@@ -161,6 +161,35 @@ class LlamaCppModel:
         row = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
         return np.ctypeslib.as_array(row, shape=(self.llm.n_vocab(),)).copy()
 
+    def chat_ids(self, messages: list[dict]) -> list[int]:
+        """The prompt ids `chat` feeds the model for `messages` (the GGUF's own template, with the
+        assistant turn opened), as llama-cpp-python's chat handler makes them."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llm, text = self.llm, self.llm._model.token_get_text
+        formatter = Jinja2ChatFormatter(
+            template=llm.metadata["tokenizer.chat_template"],
+            eos_token=text(llm.token_eos()) if llm.token_eos() != -1 else "",
+            bos_token=text(llm.token_bos()) if llm.token_bos() != -1 else "",
+        )
+        result = formatter(messages=messages)
+        return llm.tokenize(result.prompt.encode(), add_bos=not result.added_special, special=True)
+
+    def sequence_logprob(self, context: Sequence[int], continuation: Sequence[int]) -> float:
+        """log P(continuation | context), teacher-forced one token at a time."""
+        self._check_length(list(context) + list(continuation), 0)
+        self.llm.reset()
+        self.llm.eval(list(context))
+        total = 0.0
+        for token in continuation:
+            row = np.ctypeslib.as_array(
+                llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.llm.n_vocab(),)
+            ).astype(np.float64)
+            top = row.max()
+            total += row[token] - top - np.log(np.exp(row - top).sum())
+            self.llm.eval([token])
+        return float(total)
+
     def generate_ids(
         self,
         prompt_ids: Sequence[int],
