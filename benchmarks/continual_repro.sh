@@ -17,8 +17,9 @@ EDGECL=${EDGECL:-.venv/bin/edgecl}
 ID=${ID:-repro1}
 
 chosen() {  # the value `assist-grid` chose: its last line reads "chosen: --assist TASK:VALUE ..."
+  # (tee -a: a plain tee would truncate the log file that stderr is redirected to)
   "$EDGECL" bench assist-grid --task "$1" --budget "$2" --values "$3" --steps 10 \
-    --id "$ID-grid-$1" | tee /dev/stderr | sed -n 's/^chosen: --assist \([^ ]*\).*/\1/p'
+    --id "$ID-grid-$1" | tee -a /dev/stderr | sed -n 's/^chosen: --assist \([^ ]*\).*/\1/p'
 }
 MATH=$(chosen math 0.3 0.1,0.2,0.4)
 CODE=$(chosen code-easy 0.5 0.02,0.05,0.1)
