@@ -137,8 +137,11 @@ class LlamaChat:
         split = help_branch(encode, response)
         if split is None:
             return float(response.rstrip().endswith(TRIGGER))
+        prompt = self.llm.chat_ids(messages)
+        if prompt is None:  # no chat template to score under: chat applies no threshold
+            return None
         head, branch = split
-        return math.exp(self.llm.sequence_logprob(self.llm.chat_ids(messages) + head, branch))
+        return math.exp(self.llm.sequence_logprob(prompt + head, branch))
 
     def stream(
         self, messages: list[dict], max_tokens: int, temperature: float, suppress_help: bool

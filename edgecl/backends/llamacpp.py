@@ -114,6 +114,7 @@ class LlamaCppModel:
         except (ValueError, RuntimeError) as e:
             raise EdgeclError(f"llama.cpp cannot load {self.path}: {e}") from e
         self._rng = random.Random(seed)
+        self._formatter = None  # chat_ids' template, made on first use
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self.adapter = Path(adapter_gguf) if adapter_gguf is not None else None
         if self.adapter is not None:
@@ -161,18 +162,22 @@ class LlamaCppModel:
         row = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
         return np.ctypeslib.as_array(row, shape=(self.llm.n_vocab(),)).copy()
 
-    def chat_ids(self, messages: list[dict]) -> list[int]:
+    def chat_ids(self, messages: list[dict]) -> list[int] | None:
         """The prompt ids `chat` feeds the model for `messages` (the GGUF's own template, with the
-        assistant turn opened), as llama-cpp-python's chat handler makes them."""
+        assistant turn opened), as llama-cpp-python's chat handler makes them; None for a GGUF
+        without a chat template."""
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         llm, text = self.llm, self.llm._model.token_get_text
-        formatter = Jinja2ChatFormatter(
-            template=llm.metadata["tokenizer.chat_template"],
-            eos_token=text(llm.token_eos()) if llm.token_eos() != -1 else "",
-            bos_token=text(llm.token_bos()) if llm.token_bos() != -1 else "",
-        )
-        result = formatter(messages=messages)
+        if "tokenizer.chat_template" not in llm.metadata:
+            return None
+        if self._formatter is None:  # compiling the template once, not every turn
+            self._formatter = Jinja2ChatFormatter(
+                template=llm.metadata["tokenizer.chat_template"],
+                eos_token=text(llm.token_eos()) if llm.token_eos() != -1 else "",
+                bos_token=text(llm.token_bos()) if llm.token_bos() != -1 else "",
+            )
+        result = self._formatter(messages=messages)
         return llm.tokenize(result.prompt.encode(), add_bos=not result.added_special, special=True)
 
     def sequence_logprob(self, context: Sequence[int], continuation: Sequence[int]) -> float:
