@@ -7,11 +7,13 @@
     edgecl learn --run-name smoke --resume
     edgecl learn --task qa --budget 0.3      # the next task: from the learner's adapter and lambda
     edgecl learn --task math --method gapg   # a baseline of the paper (edgecl.core.methods)
+    edgecl learn --task math --ranks 2       # data parallel over this machine's cores
 """
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 
 import typer
@@ -55,6 +57,7 @@ def learn(
     assist_reward: float = typer.Option(None, help="Baselines: reward of a right cloud answer."),
     replay: float = typer.Option(None, help="Share of a batch from earlier tasks (0.25)."),
     rollouts: str = typer.Option(None, help="mlx, or llamacpp: faster sampling on x86 CPUs."),
+    ranks: int = typer.Option(None, help="Data-parallel processes here, one per core share [1]."),
 ) -> None:
     """Train the local model on a task with a cloud budget (DA-GRPO)."""
     from edgecl.config import (
@@ -112,6 +115,8 @@ def learn(
             # TrainConfig holds the defaults: only what the user gave goes in
             **{k: v for k, v in given.items() if v is not None},
         )
+    if ranks is not None and ranks != 1:
+        _launch_ranks(config, store, ranks, name_given=bool(resume or run_name))
     trainer = _build_trainer(config, store)
     try:
         trainer.prepare(resume=resume, rewarm=rewarm)
@@ -129,15 +134,41 @@ def learn(
     )
 
 
+def _launch_ranks(config, store, ranks: int, name_given: bool) -> None:
+    """Run this same command as `ranks` processes of one data-parallel world on this machine
+    (edgecl.backends.distributed.launch_local) and exit with their status. Each rank trains as
+    one process would (tests/test_distributed.py); the ranks agree on the run's name."""
+    from edgecl.backends.distributed import check_ranks, launch_local, launched
+    from edgecl.models.registry import ensure_gguf, resolve_model
+
+    if launched():  # this process is one of the ranks (or runs under mlx.launch)
+        return
+    check_ranks(ranks)
+    _check_tasks(config)
+    entry = resolve_model(config.model)  # a first-time import or GGUF conversion happens once
+    if config.rollouts == "llamacpp":
+        ensure_gguf(entry)
+    store.close()
+    argv = sys.argv[1:] + ([] if name_given else ["--run-name", config.run_name])
+    command = [sys.executable, "-c", "from edgecl.cli.main import run; run()", *argv]
+    raise typer.Exit(launch_local(command, ranks))
+
+
+def _check_tasks(config) -> None:
+    """Bad task names and files fail before anything loads."""
+    from edgecl.tasks.registry import get_task
+
+    for phase in config.phases:
+        get_task(phase.task, config.verifier, config.seed)
+
+
 def _build_trainer(config, store):
     from edgecl.backends.distributed import World
     from edgecl.backends.mlx_backend import MLXModel
     from edgecl.models.registry import resolve_model
-    from edgecl.tasks.registry import get_task
     from edgecl.train import Trainer
 
-    for phase in config.phases:  # bad task names and files fail before the model loads
-        get_task(phase.task, config.verifier, config.seed)
+    _check_tasks(config)
     world = World.init()  # more than one rank under `mlx.launch`: data parallel
     console.quiet = not world.is_main  # rank 0 speaks for all
     entry = resolve_model(config.model)

@@ -43,6 +43,8 @@ CASES = [  # (arguments, words the error must contain)
     ("learn --run-name nope --resume", "no run named 'nope' to resume"),
     ("adapters use 3 --learner nobody", "no learner named 'nobody'"),
     ("learn --task math --fresh --resume --run-name x", "drop --task"),
+    ("learn --task math --ranks 0", "--ranks 0: this machine gives"),
+    ("learn --task math --ranks 999", "so use 1 to"),
     ("learn --task math --model {tiny} --max-tokens 4096", "beyond the context"),
     ("generate --prompt hi --model {tiny} --max-tokens 2048", "beyond the context"),
     ("chat --once hi --model {tiny} --max-tokens 5000", "beyond the context"),

@@ -10,12 +10,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 import pytest
 
+from edgecl.backends.distributed import launch_local
+from edgecl.errors import EdgeclError
 from edgecl.tasks.registry import get_task
 
 WORKER = Path(__file__).with_name("dp_worker.py")
@@ -40,6 +43,10 @@ def run(command: list[str], home: Path, out: Path) -> dict:
     env = {**os.environ, "EDGECL_HOME": str(home)}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    return load(out)
+
+
+def load(out: Path) -> dict:
     result = json.loads((out / "result.json").read_text())
     for name in ("initial", "adapter"):
         result[name] = {
@@ -48,16 +55,14 @@ def run(command: list[str], home: Path, out: Path) -> dict:
     return result
 
 
-def test_two_ranks_train_as_one_process(protocol_dir, tmp_path):
+def test_two_ranks_train_as_one_process(protocol_dir, tmp_path, monkeypatch):
     model_dir, task_file = protocol_dir
     args = [str(WORKER), str(model_dir), str(task_file)]
     one = run([sys.executable, *args, str(tmp_path / "one")], tmp_path / "h1", tmp_path / "one")
-    launch = [str(Path(sys.executable).with_name("mlx.launch")), "-n", "2", "--backend", "ring"]
-    two = run(
-        [*launch, "--", sys.executable, *args, str(tmp_path / "two")],
-        tmp_path / "h2",
-        tmp_path / "two",
-    )
+    # Two ranks as `edgecl learn --ranks 2` starts them (ring over 127.0.0.1, pinned cores).
+    monkeypatch.setenv("EDGECL_HOME", str(tmp_path / "h2"))
+    assert launch_local([sys.executable, *args, str(tmp_path / "two")], 2) == 0
+    two = load(tmp_path / "two")
     assert (one["ranks"], two["ranks"]) == (1, 2)
     cores = len(os.sched_getaffinity(0))  # two ranks on this machine share its cores
     assert (one["cores_per_rank"], two["cores_per_rank"]) == (cores, max(1, cores // 2))
@@ -76,3 +81,45 @@ def test_two_ranks_train_as_one_process(protocol_dir, tmp_path):
         assert moved > 0, name
         apart = np.linalg.norm(two["adapter"][name] - one["adapter"][name])
         assert apart < 0.01 * moved, name
+
+
+RANK = """
+import json, os, sys
+import mlx.core as mx
+from edgecl.backends.distributed import World
+world = World.init()
+if world.rank == 1 and sys.argv[2] == "fail":
+    sys.exit(3)  # rank 0 is left waiting in the all-sum below: the launcher must stop it
+arrays = {"a": mx.full((3,), float(world.rank + 1)), "b": mx.ones((2, 2), mx.int32) * 5}
+if world.rank == 1:  # a loaded optimizer state: other order, a key rank 0 lacks
+    arrays = {"c": mx.zeros((1,)), "b": arrays["b"], "a": arrays["a"]}
+got = world.broadcast_arrays(arrays)
+row = {"keys": list(got), "a": got["a"].tolist(), "b": got["b"].tolist(),
+       "cores": sorted(os.sched_getaffinity(0)), "blas": os.environ["OPENBLAS_NUM_THREADS"],
+       "per_rank": world.cores_per_rank()}
+open(os.path.join(sys.argv[1], f"rank{world.rank}.json"), "w").write(json.dumps(row))
+"""
+
+
+def test_launch_local_pins_ranks_and_broadcasts_rank0_arrays(tmp_path):
+    cores = sorted(os.sched_getaffinity(0))
+    ranks = 2 if len(cores) >= 2 else 1
+    assert launch_local([sys.executable, "-c", RANK, str(tmp_path), "ok"], ranks) == 0
+    rows = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(ranks)]
+    share = len(cores) // ranks
+    for r, row in enumerate(rows):
+        assert row["keys"] == ["a", "b"]  # rank 0's keys, in its order
+        assert row["a"] == [1.0, 1.0, 1.0] and row["b"] == [[5, 5], [5, 5]]
+        assert row["cores"] == cores[r * share : (r + 1) * share]  # its own share, pinned
+        assert row["blas"] == str(share) and row["per_rank"] == share
+
+
+def test_launch_local_stops_the_others_when_a_rank_fails(tmp_path):
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.fail("this test needs 2 cores: CI's box has them")
+    started = time.monotonic()
+    assert launch_local([sys.executable, "-c", RANK, str(tmp_path), "fail"], 2) == 3
+    assert time.monotonic() - started < 120  # rank 0 was stopped, not left waiting
+    assert not list(tmp_path.glob("rank*.json"))
+    with pytest.raises(EdgeclError, match="--ranks 0: this machine gives"):
+        launch_local([sys.executable, "-c", "pass"], 0)

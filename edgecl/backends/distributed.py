@@ -1,6 +1,6 @@
 """Data-parallel training over MLX's own distributed layer (`mx.distributed`).
 
-    mlx.launch -n 2 --backend ring -- .venv/bin/edgecl learn --task math --budget 0.3
+    edgecl learn --task math --budget 0.3 --ranks 2                     # 2 ranks, this machine
     mlx.launch --hosts mac1,mac2 --backend ring -- edgecl learn ...     # two machines
 
 One process per rank; `World.init()` finds the group `mlx.launch` set up (ring: Macs over
@@ -16,11 +16,15 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgecl.backends.blas import preload_openblas
+from edgecl.errors import EdgeclError
 
 preload_openblas()
 import mlx.core as mx  # noqa: E402
@@ -64,18 +68,28 @@ class World:
         return tree_map(lambda g: mx.distributed.all_sum(g, group=self.group), tree)
 
     def broadcast_arrays(self, arrays: dict[str, mx.array]) -> dict[str, mx.array]:
-        """Rank 0's arrays on every rank (the others contribute zeros of the same shapes)."""
+        """Rank 0's arrays on every rank, whatever the others hold: its keys, in its order (a
+        loaded optimizer state orders them otherwise than a fresh one, and a ring all-sum of
+        mismatched shapes waits forever), the others contributing zeros."""
         if self.group is None:
             return arrays
-        return {
-            k: mx.distributed.all_sum(v if self.is_main else mx.zeros_like(v), group=self.group)
-            for k, v in arrays.items()
-        }
+        layout = self.broadcast(
+            {k: [v.shape, str(v.dtype).split(".")[-1]] for k, v in arrays.items()}
+        )
+        out = {}
+        for key, (shape, dtype) in layout.items():
+            mine = arrays[key] if self.is_main else mx.zeros(shape, getattr(mx, dtype))
+            out[key] = mx.distributed.all_sum(mine, group=self.group)
+        return out
 
     def cores_per_rank(self) -> int:
-        """This machine's cores shared among the ranks that run on it (for llama.cpp threads)."""
+        """This machine's cores shared among the ranks that run on it (for llama.cpp threads):
+        the union of their affinities (all of it, or each rank's pinned share) over their count."""
         host = socket.gethostname()
-        return max(1, _usable_cores() // sum(h == host for h in self.gather(host)))
+        mine = [(h, cores) for h, cores in self.gather([host, _cores()]) if h == host]
+        if any(cores is None for _, cores in mine):  # no affinity here (macOS)
+            return max(1, (os.cpu_count() or 1) // len(mine))
+        return max(1, len(set().union(*(cores for _, cores in mine))) // len(mine))
 
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's JSON-able `obj`, in rank order, on every rank."""
@@ -96,9 +110,74 @@ class World:
         return self.gather(obj if self.is_main else None)[0]
 
 
-def _usable_cores() -> int:
-    """The cores this process may run on (its affinity, under taskset or a cgroup)."""
+def _cores() -> list[int] | None:
+    """The cores this process may run on (its affinity, under taskset or a cgroup); None where
+    the OS does not say (macOS)."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
+def launched() -> bool:
+    """Whether this process is a rank that a launcher started (ours or `mlx.launch`)."""
+    return "MLX_RANK" in os.environ
+
+
+def check_ranks(ranks: int) -> None:
+    """One rank per core at most: more would only share cores and go slower."""
+    cores = _cores()
+    available = len(cores) if cores else os.cpu_count() or 1
+    if not 1 <= ranks <= available:
+        raise EdgeclError(
+            f"--ranks {ranks}: this machine gives {available} cores, so use 1 to {available}"
+        )
+
+
+def launch_local(command: list[str], ranks: int) -> int:
+    """Run `command` as `ranks` processes of one data-parallel world on this machine (MLX's ring
+    backend over 127.0.0.1), each pinned to its own share of the cores with as many BLAS
+    threads. MLX's CPU elementwise ops use one core, so on a small x86 box two single-core
+    ranks update faster than one process on both (benchmarks/README.md). `mlx.launch -n` does
+    the same but relays output in a loop that takes most of a core. Returns 0, or the first
+    failing rank's exit code after stopping the others (they would wait on it forever)."""
+    check_ranks(ranks)
+    cores = _cores()
+    per_rank = (len(cores) if cores else os.cpu_count() or 1) // ranks
+    with tempfile.TemporaryDirectory(prefix="edgecl-ranks-") as tmp:
+        hostfile = Path(tmp) / "hosts.json"
+        hostfile.write_text(json.dumps([[f"127.0.0.1:{port}"] for port in _free_ports(ranks)]))
+        procs = []
+        for rank in range(ranks):
+            share = cores[rank * per_rank : (rank + 1) * per_rank] if cores else None
+            threads = str(per_rank)
+            env = {**os.environ, "MLX_HOSTFILE": str(hostfile), "MLX_RANK": str(rank),
+                   "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}  # fmt: skip
+            pin = (lambda share=share: os.sched_setaffinity(0, share)) if share else None
+            procs.append(subprocess.Popen(command, env=env, preexec_fn=pin))
+        return _wait_all(procs)
+
+
+def _wait_all(procs: list[subprocess.Popen]) -> int:
+    pending, failed = {p.pid: p for p in procs}, 0
+    while pending:
+        try:
+            pid, status = os.wait()
+        except KeyboardInterrupt:  # the ranks got the same Ctrl-C: let them save and stop
+            continue
+        if pending.pop(pid, None) is None:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0 and not failed:
+            failed = code
+            for other in pending.values():
+                other.terminate()
+    return failed
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
