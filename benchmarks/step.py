@@ -4,6 +4,7 @@
     python benchmarks/step.py --steps 1 --their-iters 1 --max-tokens 32    # a quick look
     python benchmarks/step.py --skip-theirs       # edgecl only
     python benchmarks/step.py --rollouts llamacpp # edgecl sampling on llama.cpp (learn's option)
+    python benchmarks/step.py --ranks 2           # edgecl data parallel, a core each (learn's)
 
 edgecl: the real bundled model, `math` task, reference cloud, LoRA rank 8 on every layer,
 lr 1e-4, no warm-up, a Trainer in a temporary EDGECL_HOME; prints each step's row timings.
@@ -43,6 +44,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from gemm import gemm_gflops
 
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"
 MARK = "EDGECL_BENCH "
@@ -129,8 +132,13 @@ def emit(row: dict) -> None:
 
 
 def run_ours(args, entry, home: Path) -> tuple[list[dict], list]:
-    """edgecl's Trainer on the bundled model; returns the step rows and the batch's items."""
+    """edgecl's Trainer on the bundled model; returns the step rows and the batch's items.
+    Under `--ranks N` every rank runs this (rank 0 speaks); the update's GFLOP/s (4 x parameters
+    per token, each prompt once) is against the ranks' summed GEMM rate, measured at once."""
     os.environ["EDGECL_HOME"] = str(home)  # store, runs and checkpoints go here
+    from mlx.utils import tree_flatten
+
+    from edgecl.backends.distributed import World
     from edgecl.backends.mlx_backend import MLXModel
     from edgecl.config import Phase, TrainConfig
     from edgecl.train import Trainer
@@ -151,15 +159,21 @@ def run_ours(args, entry, home: Path) -> tuple[list[dict], list]:
         rollouts=args.rollouts,
     )
     start = time.perf_counter()
+    world = World.init()
+    say = emit if world.is_main else lambda row: None
     model = MLXModel.load(entry.mlx_dir, entry.name)
-    trainer = Trainer(config, model)
+    params = sum(v.size for _, v in tree_flatten(model.model.parameters()))
+    trainer = Trainer(config, model, world=world)
     trainer.prepare()
-    emit(
+    gemm = float(world.sum(np.array([gemm_gflops()]))[0])
+    say(
         {
             "impl": "edgecl",
             "kind": "setup",
+            "ranks": world.size,
             "seconds_load_prepare": round(time.perf_counter() - start, 2),
             "blas_gflops": round(blas_gflops(), 1),
+            "gemm_gflop_s": round(gemm, 1),
             "load": load(),
         }
     )
@@ -194,7 +208,13 @@ def run_ours(args, entry, home: Path) -> tuple[list[dict], list]:
             out.update(seconds_grad_forced=round(forced, 3), load=load())
             out["seconds_step"] = round(out["seconds"] + forced, 3)
         out["peak_memory_gb"] = round(mx.get_peak_memory() / 1e9, 2)  # as mlx-lm-lora reports
-        emit(out)
+        rollout = trainer.last_rollout
+        tokens = sum(map(len, rollout.prompt_ids)) + sum(
+            len(o.token_ids) for o in rollout.completions
+        )
+        update = out.get("seconds_grad_forced") or out["seconds_grad"]
+        out["update_fraction_of_gemm"] = round(4 * params * tokens / update / 1e9 / gemm, 3)
+        say(out)
         rows.append(out)
     return rows, items
 
@@ -202,18 +222,20 @@ def run_ours(args, entry, home: Path) -> tuple[list[dict], list]:
 def _forced_grad(trainer, model) -> float:
     """Seconds of the step's policy-gradient update (as Trainer.step calls it) on the last
     rollout, with weights +-1/n_prompts alternating within each group."""
-    c, rollout = trainer.config, trainer.last_rollout
-    n = len(rollout.completions)
-    weights = np.where(np.arange(n) % 2 == 0, 1.0, -1.0) / c.batch_size
+    c, rollout, world = trainer.config, trainer.last_rollout, trainer.world
+    mine = set(world.share(len(rollout.items)))  # each rank: its own groups, as Trainer.step
+    rows = [o for o in rollout.completions if o.prompt_index in mine]
+    weights = np.where(np.arange(len(rows)) % 2 == 0, 1.0, -1.0) / c.batch_size
     start = time.perf_counter()
     model.policy_gradient_step(
-        [rollout.prompt_ids[o.prompt_index] for o in rollout.completions],
-        [o.token_ids for o in rollout.completions],
+        [rollout.prompt_ids[o.prompt_index] for o in rows],
+        [o.token_ids for o in rows],
         weights,
         normalizer=c.max_tokens,
         micro_batch=c.micro_batch,
+        world=world,
     )
-    return time.perf_counter() - start
+    return float(world.sum(np.array([time.perf_counter() - start]))[0]) / world.size
 
 
 def write_dataset(items, directory: Path) -> None:
@@ -296,15 +318,30 @@ def main() -> None:
     parser.add_argument("--skip-theirs", action="store_true")
     parser.add_argument("--skip-ours", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="echo mlx-lm-lora's output")
+    parser.add_argument("--ranks", type=int, default=1, help="edgecl's data-parallel processes")
+    parser.add_argument("--ours-out", help=argparse.SUPPRESS)  # a rank's rows, for the launcher
     args = parser.parse_args()
 
+    from edgecl.backends.distributed import launch_local, launched
     from edgecl.models.registry import resolve_model
 
     entry = resolve_model()  # the user's converted model; the run itself uses a temporary home
+    if args.ours_out:  # one of --ranks' processes: our half only, then hand the rows back
+        ours, items = run_ours(args, entry, Path(args.ours_out).parent / "home")
+        if os.environ.get("MLX_RANK") == "0":
+            Path(args.ours_out).write_text(json.dumps([ours, [vars(i) for i in items]]))
+        return
     with tempfile.TemporaryDirectory(prefix="edgecl-bench-step-") as tmp:
         tmp = Path(tmp)
         ours: list[dict] = []
-        if args.skip_ours:
+        if args.ranks > 1 and not args.skip_ours and not launched():
+            out = tmp / "ours.json"
+            command = [sys.executable, __file__, *sys.argv[1:], "--ours-out", str(out)]
+            if launch_local(command, args.ranks) != 0:
+                raise SystemExit("a rank failed: see its output above")
+            ours, items = json.loads(out.read_text())
+            items = [argparse.Namespace(**i) for i in items]
+        elif args.skip_ours:
             os.environ["EDGECL_HOME"] = str(tmp / "home")
             from edgecl.config import Phase, TrainConfig
             from edgecl.train import Trainer

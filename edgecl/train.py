@@ -88,7 +88,7 @@ class Trainer:
         self.checkpoint = run_dir(config.run_name) / "adapter"
         self.total_steps = sum(p.steps for p in config.phases)
         self.last_rollout: Rollout | None = None
-        self.general: list = []  # base answers for self-distillation (rank 0 only)
+        self.general: list = []  # base answers for self-distillation
         self.anchor: dict | None = None  # adapter weights of the KL term (see _set_anchor)
         self.learner_lambda = False  # lambda came from the learner (else initial_lambda)
         self.replay = Replay(self)  # earlier tasks' prompts (--replay; edgecl.replay)
@@ -125,10 +125,11 @@ class Trainer:
                 adapter_dir=str(self.checkpoint),
             )
             faults.point("run-created")
-        if self.world.is_main:
-            self.general = base_answers(self.model)  # kept by self-distillation while learning
+        if self.world.is_main:  # base answers, kept by self-distillation while learning
+            self.general = base_answers(self.model)
             if self.state.warmup is None:
                 self.run_warmup(rewarm)
+        self.general = self.world.broadcast(self.general)
         self.model.broadcast_state(self.world)
         self.state = TrainerState(**self.world.broadcast(vars(self.state)))
         self.collapse = CollapseDetector.from_dict(self.world.broadcast(self.collapse.to_dict()))
@@ -320,10 +321,11 @@ class Trainer:
             prompts = [rollout.prompt_ids[rollout.completions[k].prompt_index] for k in rows]
             targets = [rollout.completions[k].token_ids for k in rows]
             w, k = weights[rows], [c.kl_coef / len(rollout.items)] * len(rows)  # like eq. 8
-            if self.world.is_main:  # self-distillation rows, without a KL term
-                more = distill_rows(c, self.general, self.state.step)
-                prompts, targets = [*prompts, *more[0]], [*targets, *more[1]]
-                w, k = np.r_[w, more[2]], [*k, *[0.0] * len(more[1])]
+            more = distill_rows(c, self.general, self.state.step)  # self-distillation, no KL
+            share = self.world.share(len(more[1]))  # each rank its part, as with the samples
+            prompts += [more[0][i] for i in share]
+            targets += [more[1][i] for i in share]
+            w, k = np.r_[w, more[2][share]], [*k, *[0.0] * len(share)]
             anchor = None if self.anchor is None else (self.anchor, k)
             drawn = [rollout.completions[r].logprobs for r in rows]
             drawn += [None] * (len(targets) - len(rows))  # the self-distillation rows
