@@ -223,7 +223,7 @@ def _forced_grad(trainer, model) -> float:
     """Seconds of the step's policy-gradient update (as Trainer.step calls it) on the last
     rollout, with weights +-1/n_prompts alternating within each group."""
     c, rollout, world = trainer.config, trainer.last_rollout, trainer.world
-    mine = set(world.share(len(rollout.items)))  # each rank: its own groups, as Trainer.step
+    mine = set(world.balanced_share(rollout.group_tokens()))  # as Trainer.step shares them
     rows = [o for o in rollout.completions if o.prompt_index in mine]
     weights = np.where(np.arange(len(rows)) % 2 == 0, 1.0, -1.0) / c.batch_size
     start = time.perf_counter()
@@ -323,7 +323,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from edgecl.backends.distributed import launch_local, launched
-    from edgecl.models.registry import resolve_model
+    from edgecl.models.registry import ensure_gguf, resolve_model
 
     entry = resolve_model()  # the user's converted model; the run itself uses a temporary home
     if args.ours_out:  # one of --ranks' processes: our half only, then hand the rows back
@@ -335,6 +335,10 @@ def main() -> None:
         tmp = Path(tmp)
         ours: list[dict] = []
         if args.ranks > 1 and not args.skip_ours and not launched():
+            os.environ["EDGECL_HOME"] = str(tmp / "home")  # the ranks' home: import once
+            here = resolve_model()
+            if args.rollouts == "llamacpp":
+                ensure_gguf(here)
             out = tmp / "ours.json"
             command = [sys.executable, __file__, *sys.argv[1:], "--ours-out", str(out)]
             if launch_local(command, args.ranks) != 0:

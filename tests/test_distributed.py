@@ -17,7 +17,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from edgecl.backends.distributed import launch_local
+from edgecl.backends.distributed import World, launch_local
 from edgecl.errors import EdgeclError
 from edgecl.tasks.registry import get_task
 
@@ -123,3 +123,14 @@ def test_launch_local_stops_the_others_when_a_rank_fails(tmp_path):
     assert not list(tmp_path.glob("rank*.json"))
     with pytest.raises(EdgeclError, match="--ranks 0: this machine gives"):
         launch_local([sys.executable, "-c", "pass"], 0)
+
+
+def test_balanced_share_evens_out_the_ranks_update_work():
+    costs = [10, 1, 1, 8]  # round robin would give 11 and 9
+    shares = []
+    for rank in range(2):
+        world = World()
+        world.rank, world.size = rank, 2
+        shares.append(world.balanced_share(costs))
+    assert shares == [[0], [1, 2, 3]]  # 10 and 10
+    assert World().balanced_share(costs) == [0, 1, 2, 3]
