@@ -20,6 +20,7 @@ from pathlib import Path
 
 import llama_cpp as L
 import numpy as np
+from llama_cpp import _logger
 
 from edgecl.backends.base import Completion
 from edgecl.backends.llamacpp import GGML_TYPE_F32, llama_log_lines, rejection_reason
@@ -35,6 +36,9 @@ class BatchedLlamaCpp:
     def __init__(
         self, gguf: str | Path, n_threads: int | None = None, f32_kv_cache=False, flash_attn=True
     ):
+        # llama-cpp-python prints every log line until a Llama(verbose=False) quiets it, and this
+        # engine makes none: graph and adapter lines at each step would fill the terminal.
+        _logger.set_verbose(False)
         with llama_log_lines():  # kept off the terminal, as every context's ~1000 lines
             self.model = L.llama_model_load_from_file(
                 str(gguf).encode(), L.llama_model_default_params()
