@@ -99,7 +99,7 @@ class World:
         host = socket.gethostname()
         mine = [(h, cores) for h, cores in self.gather([host, _cores()]) if h == host]
         if any(cores is None for _, cores in mine):  # no affinity here (macOS)
-            return max(1, (os.cpu_count() or 1) // len(mine))
+            return max(1, _core_count() // len(mine))
         return max(1, len(set().union(*(cores for _, cores in mine))) // len(mine))
 
     def gather(self, obj: Any) -> list[Any]:
@@ -127,6 +127,11 @@ def _cores() -> list[int] | None:
     return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 
 
+def _core_count() -> int:
+    cores = _cores()
+    return len(cores) if cores else os.cpu_count() or 1
+
+
 def launched() -> bool:
     """Whether this process is a rank that a launcher started (ours or `mlx.launch`)."""
     return "MLX_RANK" in os.environ
@@ -134,8 +139,7 @@ def launched() -> bool:
 
 def check_ranks(ranks: int) -> None:
     """One rank per core at most: more would only share cores and go slower."""
-    cores = _cores()
-    available = len(cores) if cores else os.cpu_count() or 1
+    available = _core_count()
     if not 1 <= ranks <= available:
         raise EdgeclError(
             f"--ranks {ranks}: this machine gives {available} cores, so use 1 to {available}"
@@ -150,15 +154,14 @@ def launch_local(command: list[str], ranks: int) -> int:
     the same but relays output in a loop that takes most of a core. Returns 0, or the first
     failing rank's exit code after stopping the others (they would wait on it forever)."""
     check_ranks(ranks)
-    cores = _cores()
-    per_rank = (len(cores) if cores else os.cpu_count() or 1) // ranks
+    cores, per_rank = _cores(), _core_count() // ranks
+    threads = str(per_rank)
     with tempfile.TemporaryDirectory(prefix="edgecl-ranks-") as tmp:
         hostfile = Path(tmp) / "hosts.json"
         hostfile.write_text(json.dumps([[f"127.0.0.1:{port}"] for port in _free_ports(ranks)]))
         procs = []
         for rank in range(ranks):
             share = cores[rank * per_rank : (rank + 1) * per_rank] if cores else None
-            threads = str(per_rank)
             env = {**os.environ, "MLX_HOSTFILE": str(hostfile), "MLX_RANK": str(rank),
                    "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}  # fmt: skip
             pin = (lambda share=share: os.sched_setaffinity(0, share)) if share else None
