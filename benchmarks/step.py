@@ -223,7 +223,7 @@ def _forced_grad(trainer, model) -> float:
     """Seconds of the step's policy-gradient update (as Trainer.step calls it) on the last
     rollout, with weights +-1/n_prompts alternating within each group."""
     c, rollout, world = trainer.config, trainer.last_rollout, trainer.world
-    mine = set(world.balanced_share(rollout.group_tokens()))  # as Trainer.step shares them
+    mine = set(world.share(len(rollout.items)))  # each rank: its own groups, as Trainer.step
     rows = [o for o in rollout.completions if o.prompt_index in mine]
     weights = np.where(np.arange(len(rows)) % 2 == 0, 1.0, -1.0) / c.batch_size
     start = time.perf_counter()

@@ -77,8 +77,7 @@ def main() -> None:
             start = time.perf_counter()
             model.policy_gradient_step(prompts, completions, weights, 128, micro, world)
             times.append(time.perf_counter() - start)
-        seconds = float(np.median(times))
-        seconds = float(world.sum(np.array([seconds]))[0]) / world.size
+        seconds = float(world.sum(np.array([np.median(times)]))[0]) / world.size
         rate = 4 * params * tokens / seconds / 1e9  # prompts counted once: the ideal sharing
         row = {
             "ranks": world.size,

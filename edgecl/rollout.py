@@ -45,13 +45,6 @@ class Rollout:
     def n_tokens(self) -> int:
         return sum(len(c.token_ids) for c in self.completions)
 
-    def group_tokens(self) -> list[int]:
-        """Per prompt: its prompt's tokens and its samples' (what the update's pass costs)."""
-        tokens = [len(p) for p in self.prompt_ids]
-        for c in self.completions:
-            tokens[c.prompt_index] += len(c.token_ids)
-        return tokens
-
     def sample_rows(self, group_size: int) -> list[dict]:
         """The `samples` table's rows of this rollout (the replay log)."""
         rows = []

@@ -316,7 +316,7 @@ class Trainer:
         # No signal, no update (Adam turns float noise into full steps); the anchor's pull is a
         # signal once the policy has left it, so a policy whose groups are all alike moves back.
         if np.any(weights != 0) or (self.anchor is not None and self.state.kl > 1e-6):
-            mine = set(self.world.balanced_share(rollout.group_tokens()))  # whole groups
+            mine = set(self.world.share(len(rollout.items)))  # each rank: its own samples
             rows = [k for k, o in enumerate(rollout.completions) if o.prompt_index in mine]
             prompts = [rollout.prompt_ids[rollout.completions[k].prompt_index] for k in rows]
             targets = [rollout.completions[k].token_ids for k in rows]

@@ -17,7 +17,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from edgecl.backends.distributed import World, launch_local
+from edgecl.backends.distributed import launch_local
 from edgecl.errors import EdgeclError
 from edgecl.tasks.registry import get_task
 
@@ -89,7 +89,7 @@ import mlx.core as mx
 from edgecl.backends.distributed import World
 world = World.init()
 if world.rank == 1 and sys.argv[2] == "fail":
-    sys.exit(3)  # rank 0 is left waiting in the all-sum below: the launcher must stop it
+    sys.exit(3)  # rank 0's all-sum below then fails or waits: either way the run must end
 arrays = {"a": mx.full((3,), float(world.rank + 1)), "b": mx.ones((2, 2), mx.int32) * 5}
 if world.rank == 1:  # a loaded optimizer state: other order, a key rank 0 lacks
     arrays = {"c": mx.zeros((1,)), "b": arrays["b"], "a": arrays["a"]}
@@ -119,18 +119,7 @@ def test_launch_local_stops_the_others_when_a_rank_fails(tmp_path):
         pytest.fail("this test needs 2 cores: CI's box has them")
     started = time.monotonic()
     assert launch_local([sys.executable, "-c", RANK, str(tmp_path), "fail"], 2) == 3
-    assert time.monotonic() - started < 120  # rank 0 was stopped, not left waiting
+    assert time.monotonic() - started < 120  # rank 0 did not keep the launcher waiting
     assert not list(tmp_path.glob("rank*.json"))
     with pytest.raises(EdgeclError, match="--ranks 0: this machine gives"):
         launch_local([sys.executable, "-c", "pass"], 0)
-
-
-def test_balanced_share_evens_out_the_ranks_update_work():
-    costs = [10, 1, 1, 8]  # round robin would give 11 and 9
-    shares = []
-    for rank in range(2):
-        world = World()
-        world.rank, world.size = rank, 2
-        shares.append(world.balanced_share(costs))
-    assert shares == [[0], [1, 2, 3]]  # 10 and 10
-    assert World().balanced_share(costs) == [0, 1, 2, 3]

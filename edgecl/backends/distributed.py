@@ -54,17 +54,6 @@ class World:
         """This rank's indices of n items (every size-th, from its rank)."""
         return list(range(self.rank, n, self.size))
 
-    def balanced_share(self, costs: list[float]) -> list[int]:
-        """This rank's indices of items of these costs, so that the ranks' totals come out
-        near even (longest first, each to the least loaded rank; the same on every rank)."""
-        loads, mine = [0.0] * self.size, []
-        for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
-            rank = loads.index(min(loads))
-            loads[rank] += costs[i]
-            if rank == self.rank:
-                mine.append(i)
-        return sorted(mine)
-
     def sum(self, values: np.ndarray) -> np.ndarray:
         """Element-wise sum over ranks (float64 in, float32 across the wire, float64 out)."""
         if self.group is None:
