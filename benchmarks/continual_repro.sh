@@ -4,26 +4,39 @@
 #
 #   EDGECL_HOME=/work/evidence-home nohup bash benchmarks/continual_repro.sh > repro.log 2>&1 &
 #
-# The compute plan, fixed before running (about 10 hours on 2 cores):
-# 1. the hierarchical baselines' assist reward per task: a grid of 3 values x 10 steps of
-#    grpo-hier toward each task's tau (math 0.3, code-easy 0.5, the paper's ratios);
-# 2. `bench continual` on math then code-easy and the reverse order: da-grpo, grpo-hier, gapg
-#    and edge-only; 30 steps per task at 4 prompts x G 4 x 96 tokens; every task evaluated on
-#    40 eval items after the warm-up, every 10 steps and at each task's end; seed 0;
-# 3. the plots (`edgecl report --bench`).
+# The compute plan, fixed before running. It fits one 3-hour working session of a 2-core box
+# (about 2 hours), because a session's box may not keep its files for the next one: an earlier
+# 10-hour plan (30 steps per task) lost its progress that way, twice.
+# 1. One warm-up for the sequence, shared by both orders and by da-grpo, grpo-hier and gapg;
+#    edge-only has its own (format only, never the help request).
+# 2. On core 0: the hierarchical baselines' assist reward per task, a grid of 3 values x 6 steps
+#    of grpo-hier from that warm-up toward each task's tau (math 0.3, code-easy 0.5, the paper's
+#    ratios). On core 1 meanwhile: edge-only through both orders (it has no assist reward).
+# 3. `bench continual` on math then code-easy and the reverse order, two jobs at a time: da-grpo,
+#    grpo-hier, gapg and edge-only; 12 steps per task at 4 prompts x G 4 x 96 tokens; every task
+#    evaluated on 40 eval items after the warm-up, every 6 steps and at each task's end; seed 0.
+# 4. The plots (`edgecl report --bench`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EDGECL=${EDGECL:-.venv/bin/edgecl}
-ID=${ID:-repro1}
+ID=${ID:-repro2}
+SEQUENCE=math,code-easy
+BENCH=(bench continual --id "$ID" --sequence "$SEQUENCE" --budget math:0.3,code-easy:0.5
+       --steps-per-task 12 --eval-items 40 --every 6)
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1  # one core per process until step 3
 
 chosen() {  # the value `assist-grid` chose: its last line reads "chosen: --assist TASK:VALUE ..."
   # (tee -a: a plain tee would truncate the log file that stderr is redirected to)
-  "$EDGECL" bench assist-grid --task "$1" --budget "$2" --values "$3" --steps 10 \
-    --id "$ID-grid-$1" | tee -a /dev/stderr | sed -n 's/^chosen: --assist \([^ ]*\).*/\1/p'
+  taskset -c 0 "$EDGECL" bench assist-grid --task "$1" --budget "$2" --values "$3" --steps 6 \
+    --warmup-tasks "$SEQUENCE" --id "$ID-grid-$1" | tee -a /dev/stderr |
+    sed -n 's/^chosen: --assist \([^ ]*\).*/\1/p'
 }
+taskset -c 1 "$EDGECL" "${BENCH[@]}" --methods edge-only >&2 &
+EDGE_ONLY=$!
 MATH=$(chosen math 0.3 0.1,0.2,0.4)
 CODE=$(chosen code-easy 0.5 0.02,0.05,0.1)
-"$EDGECL" bench continual --id "$ID" --sequence math,code-easy \
-  --methods da-grpo,grpo-hier,gapg,edge-only --budget math:0.3,code-easy:0.5 \
-  --assist "$MATH,$CODE" --steps-per-task 30 --eval-items 40 --every 10
+wait "$EDGE_ONLY"
+unset OPENBLAS_NUM_THREADS OMP_NUM_THREADS
+"$EDGECL" "${BENCH[@]}" --methods da-grpo,grpo-hier,gapg,edge-only --assist "$MATH,$CODE" \
+  --parallel 2
 "$EDGECL" report --bench "$ID"

@@ -4,6 +4,7 @@ edgecl bench continual --sequence math,code --methods da-grpo,grpo-hier,gapg,edg
 edgecl bench continual --id b1 --executor ray [--ray-address HOST:6379]
 edgecl bench show b1                       # the table again, from SQLite
 edgecl bench assist-grid --task math --budget 0.3  # the baselines' assist reward toward tau
+edgecl bench continual ... --parallel 2    # two jobs at once, each on its share of the cores
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ MODEL = typer.Option(None, help="Model name or path (default: bundled SmolLM2)."
 WARMUP_STEPS = typer.Option(None, help="Warm-up format steps (default: learn's).")
 HELP_STEPS = typer.Option(None, help="Warm-up help steps (default: learn's).")
 EXECUTOR = typer.Option("local", help="local (child processes) or ray.")
+PARALLEL = typer.Option(1, help="Local jobs at once, each pinned to its share of the cores.")
 RAY_ADDRESS = typer.Option(None, help="A running Ray cluster (default: start one).")
 
 
@@ -43,6 +45,7 @@ def continual(
     help_steps: int = HELP_STEPS,
     bench_id: str = typer.Option(None, "--id", help="Name of the benchmark (to resume it)."),
     executor: str = EXECUTOR,
+    parallel: int = PARALLEL,
     ray_address: str = RAY_ADDRESS,
     out: Path = typer.Option(None, help="Folder for table.md and .csv (the data dir's)."),
 ) -> None:
@@ -53,17 +56,15 @@ def continual(
     from edgecl.bench.continual import Plan, jobs
 
     plan = Plan(
-        [t.strip() for t in sequence.split(",") if t.strip()],
-        [m.strip() for m in methods.split(",") if m.strip()],
-        _per_task(budget, "--budget"), steps_per_task, eval_items, every, _numbers(seeds, int),
-        batch_size, group_size, max_tokens, model, warmup_steps, help_steps,
-        _per_task(assist, "--assist"),
+        _names(sequence), _names(methods), _per_task(budget, "--budget"), steps_per_task,
+        eval_items, every, _numbers(seeds, int), batch_size, group_size, max_tokens, model,
+        warmup_steps, help_steps, _per_task(assist, "--assist"),
     )  # fmt: skip
     bench_id = bench_id or f"continual-{time.strftime('%Y%m%d-%H%M%S')}"
     folder = out or paths.data_dir() / "bench" / bench_id
     specs = jobs(bench_id, plan)
     typer.echo(f"bench {bench_id}: {len(specs)} jobs; plan {json.dumps(specs[0]['plan'])}")
-    results = _execute(specs, bench_id, executor, ray_address)
+    results = _execute(specs, bench_id, executor, ray_address, parallel)
     _finish(bench_id, plan, results, folder)
 
 
@@ -81,8 +82,12 @@ def assist_grid(
     model: str = MODEL,
     warmup_steps: int = WARMUP_STEPS,
     help_steps: int = HELP_STEPS,
+    warmup_tasks: str = typer.Option(
+        None, help="Warm up on these tasks, e.g. the bench's math,code (default: the task)."
+    ),
     bench_id: str = typer.Option(None, "--id", help="Name of the grid (to resume it)."),
     executor: str = EXECUTOR,
+    parallel: int = PARALLEL,
     ray_address: str = RAY_ADDRESS,
 ) -> None:
     """Choose the hierarchical baselines' assist reward for a task: the value whose training
@@ -94,14 +99,15 @@ def assist_grid(
     from edgecl.bench.grid import choose, grid_jobs, markdown
 
     fixed = dict(model=model, batch_size=batch_size, group_size=group_size, max_tokens=max_tokens,
-                 warmup_steps=warmup_steps, help_steps=help_steps)  # fmt: skip
+                 warmup_steps=warmup_steps, help_steps=help_steps,
+                 warmup_tasks=_names(warmup_tasks) or None)  # fmt: skip
     bench_id = bench_id or f"grid-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         specs = grid_jobs(bench_id, task, budget, _numbers(values, float), method, steps, seed,
                           fixed)  # fmt: skip
     except ValueError as e:
         raise EdgeclError(str(e)) from None
-    results = _execute(specs, bench_id, executor, ray_address)
+    results = _execute(specs, bench_id, executor, ray_address, parallel)
     folder = paths.data_dir() / "bench" / bench_id
     text = markdown(results, task, method)
     (folder / "grid.md").write_text(text)
@@ -113,7 +119,8 @@ def assist_grid(
     typer.echo(text + f"chosen: --assist {task}:{best['assist']:g} (wrote {folder / 'grid.md'})")
 
 
-def _execute(specs: list[dict], bench_id: str, executor: str, address: str | None) -> list[dict]:
+def _execute(specs: list[dict], bench_id: str, executor: str, address: str | None,
+             parallel: int) -> list[dict]:  # fmt: skip
     from edgecl import paths
     from edgecl.bench.executors import EXECUTORS, run_local, run_ray
 
@@ -121,7 +128,11 @@ def _execute(specs: list[dict], bench_id: str, executor: str, address: str | Non
         raise EdgeclError(f"unknown --executor {executor!r}: use local or ray")
     if executor == "ray":
         return run_ray(specs, address, typer.echo)
-    return run_local(specs, paths.data_dir() / "bench" / bench_id / "logs", typer.echo)
+    return run_local(specs, paths.data_dir() / "bench" / bench_id / "logs", typer.echo, parallel)
+
+
+def _names(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
 def _numbers(text: str, kind) -> list:

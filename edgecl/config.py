@@ -68,6 +68,8 @@ class TrainConfig:
     ability_k: int = 4  # samples per item for that rate
     distill_weight: float = 0.1  # DA-GRPO: weight of the general rows' mean token NLL
     kl_coef: float = 0.05  # DA-GRPO: KL to the adapter the run started from (edgecl.regularize)
+    warmup_tasks: list[str] | None = None  # what the warm-up covers (default: the phases' tasks);
+    # bench assist-grid gives the benchmark's sequence, so its runs start where the bench's do
     probe_size: int = 16
     format_threshold: float = 0.5
     promote: bool = True  # False: the finished adapter is a candidate, not current (edgecl.adapt)

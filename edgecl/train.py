@@ -42,7 +42,7 @@ from edgecl.retention import base_answers
 from edgecl.rollout import PaidAnswers, Rollout, collect, log_ratios, merge
 from edgecl.store import Store, now
 from edgecl.tasks.registry import get_task
-from edgecl.warmup import phase0, stored_warmup
+from edgecl.warmup import claimed, phase0, stored_warmup
 
 
 @dataclass
@@ -182,27 +182,26 @@ class Trainer:
 
     def run_warmup(self, rewarm: bool = False) -> dict:
         """Phase 0 (edgecl.warmup): teach the protocol, measure ability, teach where to ask.
-
-        A warm-up that ran is stored and reused by later runs with the same key (`rewarm`
-        redoes it). Recorded in the checkpoint and the run row; DA-GRPO then starts with a fresh
-        optimizer.
-        """
+        Stored, and reused by later runs with the same key (`rewarm` redoes it); recorded in the
+        checkpoint and the run row. DA-GRPO then starts with a fresh optimizer."""
         c = self.config
         stored = stored_warmup(self.model.fingerprint, c, self.state.start)
-        if c.warmup_steps > 0 and not rewarm and stored.is_dir():
-            record = {**self.model.load_adapter(stored)["warmup"], "reused": str(stored)}
-            self.on_event("warmup_reused", record)
-            self.model.set_optimizer(c.lr)
-        else:
-            record = phase0(self.model, self.tasks, c, self.on_event)
-            self.model.set_optimizer(c.lr)
-            if record["ran"]:
-                record["made"] = now()
-                self.model.save_adapter(stored, extra={"warmup": record})
-                learner = learners.load(self.store, c.learner)
-                record["version"] = learners.publish(
-                    self.store, learner, stored, "warmup", c.run_name, 0, {"warmup": True}
-                )
+        with claimed(stored, alone=self.world.size == 1):  # another run may be making it
+            if c.warmup_steps > 0 and not rewarm and stored.is_dir():
+                record = {**self.model.load_adapter(stored)["warmup"], "reused": str(stored)}
+                self.on_event("warmup_reused", record)
+                self.model.set_optimizer(c.lr)
+            else:
+                tasks = [get_task(t, c.verifier, c.seed) for t in c.warmup_tasks or []]
+                record = phase0(self.model, tasks or self.tasks, c, self.on_event)
+                self.model.set_optimizer(c.lr)
+                if record["ran"]:
+                    record["made"] = now()
+                    self.model.save_adapter(stored, extra={"warmup": record})
+                    learner = learners.load(self.store, c.learner)
+                    record["version"] = learners.publish(
+                        self.store, learner, stored, "warmup", c.run_name, 0, {"warmup": True}
+                    )
         self.state.warmup = record
         if c.lambda_init is None and not self.learner_lambda and self.method.dual:
             help_rate = (record.get("probe_after") or {}).get("help")

@@ -25,11 +25,13 @@ again (`edgecl learn --rewarm` redoes it).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -66,10 +68,7 @@ def stored_warmup(model_fingerprint: str, config, start: str | None = None) -> P
     """Where the warm-up for this base model, starting adapter (a learner's version, by its
     weights; None: none), tasks (a JSONL file by its content) and settings is stored; the same
     on any machine."""
-    tasks = [
-        stable_hash(Path(spec).read_text()) if Path(spec).is_file() else spec.strip().lower()
-        for spec in (phase.task for phase in config.phases)
-    ]
+    tasks = sorted(map(task_key, config.warmup_tasks or [p.task for p in config.phases]))
     identity = {"recipe": RECIPE_VERSION, "model": model_fingerprint, "tasks": tasks}
     if start is not None:
         identity["start"] = hashlib.sha256(
@@ -79,11 +78,31 @@ def stored_warmup(model_fingerprint: str, config, start: str | None = None) -> P
     return paths.data_dir() / "warmups" / stable_hash(json.dumps(identity, sort_keys=True))[:16]
 
 
+@contextmanager
+def claimed(stored: Path, alone: bool = True) -> Iterator[None]:
+    """Held while the warm-up `stored` is looked up or made: another run that needs it (two bench
+    jobs at once) waits, then reuses it. Only a run `alone` (not --ranks) takes the lock: ranks
+    run phase 0 together, and one that waited would split them."""
+    if not alone:
+        yield
+        return
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    with open(stored.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def task_key(spec: str) -> str:
+    """A task as the warm-up knows it: its name, or a JSONL file by its content. Warm-ups sort
+    their tasks by this key, so a sequence and its reverse share one (the paper's setting)."""
+    return stable_hash(Path(spec).read_text()) if Path(spec).is_file() else spec.strip().lower()
+
+
 def phase0(model, tasks: list, config, on_event: Callable[[str, dict], None]) -> dict:
     """The three phases (module docstring): the format phase only when the probe's format is
     below `config.format_threshold`, the ability and help phases only after it or when the
     model asks on less than HELP_MIN of the probe. Returns what it did."""
-    c = config
+    c, tasks = config, sorted(tasks, key=lambda t: t.name)  # the same for a sequence's reverse
     record: dict = {"ran": False}
     if c.warmup_steps <= 0:
         return record

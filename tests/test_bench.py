@@ -92,7 +92,8 @@ def test_bench_plumbing_on_the_tiny_model(tiny_mlx_dir, two_tasks, edgecl_home, 
             "da-grpo,grpo-hier", "--steps-per-task", "1", "--eval-items", "2", "--every", "1",
             "--batch-size", "1", "--group-size", "2", "--max-tokens", "8", "--model",
             str(tiny_mlx_dir), "--warmup-steps", "1", "--help-steps", "1", "--id", "b1",
-            "--out", str(tmp_path / "out"), "--assist", f"{two_tasks[0]}:0.3")  # fmt: skip
+            "--out", str(tmp_path / "out"), "--assist", f"{two_tasks[0]}:0.3",
+            "--parallel", "2")  # fmt: skip
     first = run_cli(*args, home=edgecl_home)
     assert first.returncode == 0, first.stderr
     assert "job 4/4" in first.stdout
@@ -103,6 +104,11 @@ def test_bench_plumbing_on_the_tiny_model(tiny_mlx_dir, two_tasks, edgecl_home, 
     points, stored = store.bench("b1")
     assert len(stored) == 8 and len(points) == 4 * 3 * 2  # 4 jobs x steps 0,1,2 x 2 tasks
     assert {p["sequence"] for p in points} == {",".join(two_tasks), ",".join(two_tasks[::-1])}
+    # Two jobs at a time, and one warm-up for all four (both orders, both methods): the first
+    # job makes it, the others wait for it and load it.
+    assert len([d for d in (edgecl_home / "warmups").iterdir() if d.is_dir()]) == 1
+    warmups = [store.get_run(job)["warmup"] for job in {p["job"] for p in points}]
+    assert sorted("reused" in w for w in warmups) == [False, True, True, True]
     for r in stored:
         during, post = r["during"], r["post"]
         assert r["forgetting"] == (pytest.approx((during - post) / during) if during else None)
@@ -153,7 +159,11 @@ def test_ray_executor_runs_two_jobs_on_a_local_instance(tiny_mlx_dir, two_tasks,
 
 
 def test_assist_grid_chooses_the_value_nearest_tau(tiny_mlx_dir, two_tasks, edgecl_home):
+    from edgecl.backends.mlx_backend import MLXModel
+    from edgecl.bench.continual import sizes
     from edgecl.bench.grid import choose, markdown
+    from edgecl.config import Phase, TrainConfig
+    from edgecl.warmup import stored_warmup
 
     results = [{"assist": a, "tau": 0.3, "j_c": j, "accuracy": 0.5, "name": str(a), "steps": 4}
                for a, j in ((0.1, 0.05), (0.2, 0.25), (0.4, 0.35), (0.6, 0.9))]  # fmt: skip
@@ -162,9 +172,18 @@ def test_assist_grid_chooses_the_value_nearest_tau(tiny_mlx_dir, two_tasks, edge
     args = ("bench", "assist-grid", "--task", two_tasks[0], "--budget", "0.3", "--values",
             "0.1,0.5", "--steps", "2", "--batch-size", "1", "--group-size", "2", "--max-tokens",
             "8", "--model", str(tiny_mlx_dir), "--warmup-steps", "1", "--help-steps", "1",
-            "--id", "g1")  # fmt: skip
+            "--warmup-tasks", ",".join(two_tasks[::-1]), "--id", "g1")  # fmt: skip
     result = run_cli(*args, home=edgecl_home)
     assert result.returncode == 0, result.stderr
+    # Its runs warm up on both tasks, so they start from the warm-up a bench over the two tasks
+    # (in either order) uses.
+    bench_job = TrainConfig(run_name="j", phases=[Phase(t, "0.3", 1) for t in two_tasks],
+                            **sizes({"batch_size": 1, "group_size": 2, "max_tokens": 8,
+                                     "warmup_steps": 1, "help_steps": 1}))  # fmt: skip
+    fingerprint = MLXModel.load(tiny_mlx_dir, "tiny").fingerprint
+    assert [d for d in (edgecl_home / "warmups").iterdir() if d.is_dir()] == [
+        stored_warmup(fingerprint, bench_job)
+    ]
     with (edgecl_home / "bench" / "g1" / "grid.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [float(r["assist"]) for r in rows] == [0.1, 0.5]

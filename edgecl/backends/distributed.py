@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,12 +127,12 @@ def launched() -> bool:
     return "MLX_RANK" in os.environ
 
 
-def check_ranks(ranks: int) -> None:
-    """One rank per core at most: more would only share cores and go slower."""
+def check_ranks(ranks: int, option: str = "--ranks") -> None:
+    """One rank (or job) per core at most: more would only share cores and go slower."""
     available = _core_count()
     if not 1 <= ranks <= available:
         raise EdgeclError(
-            f"--ranks {ranks}: this machine gives {available} cores, so use 1 to {available}"
+            f"{option} {ranks}: this machine gives {available} cores, so use 1 to {available}"
         )
 
 
@@ -143,19 +144,29 @@ def launch_local(command: list[str], ranks: int) -> int:
     the same but relays output in a loop that takes most of a core. Returns 0, or the first
     failing rank's exit code after stopping the others (they would wait on it forever)."""
     check_ranks(ranks)
-    cores, per_rank = _cores(), _core_count() // ranks
-    threads = str(per_rank)
     with tempfile.TemporaryDirectory(prefix="edgecl-ranks-") as tmp:
         hostfile = Path(tmp) / "hosts.json"
         hostfile.write_text(json.dumps([[f"127.0.0.1:{port}"] for port in _free_ports(ranks)]))
         procs = []
-        for rank in range(ranks):
-            share = cores[rank * per_rank : (rank + 1) * per_rank] if cores else None
-            env = {**os.environ, "MLX_HOSTFILE": str(hostfile), "MLX_RANK": str(rank),
-                   "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}  # fmt: skip
-            pin = (lambda share=share: os.sched_setaffinity(0, share)) if share else None
+        for rank, share in enumerate(core_shares(ranks)):
+            env, pin = pinned(share, ranks)
+            env.update(MLX_HOSTFILE=str(hostfile), MLX_RANK=str(rank))
             procs.append(subprocess.Popen(command, env=env, preexec_fn=pin))
         return _wait_all(procs)
+
+
+def core_shares(n: int) -> list[list[int] | None]:
+    """n equal, disjoint shares of this process's cores; None each where the OS does not say."""
+    cores, per = _cores(), max(1, _core_count() // n)
+    return [cores[k * per : (k + 1) * per] if cores else None for k in range(n)]
+
+
+def pinned(share: list[int] | None, n: int) -> tuple[dict, Callable[[], None] | None]:
+    """The environment (as many BLAS threads as cores) and the preexec_fn that pin a child
+    process to `share`, one of `n` shares (unpinned where the OS gives no affinity)."""
+    threads = str(len(share) if share else max(1, _core_count() // n))
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
+    return env, (lambda: os.sched_setaffinity(0, share)) if share else None
 
 
 def _wait_all(procs: list[subprocess.Popen]) -> int:

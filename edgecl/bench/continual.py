@@ -124,7 +124,8 @@ def train_run(config, on_line=print, on_step=None, before=None):
 
 def sizes(plan_or_spec: dict) -> dict:
     """The TrainConfig settings a benchmark fixes (the rest are learn's defaults)."""
-    keys = ("model", "batch_size", "group_size", "max_tokens", "warmup_steps", "help_steps")
+    keys = ("model", "batch_size", "group_size", "max_tokens", "warmup_steps", "help_steps",
+            "warmup_tasks")  # fmt: skip
     return {k: plan_or_spec[k] for k in keys if plan_or_spec.get(k) is not None}
 
 

@@ -1,8 +1,8 @@
 """Where benchmark jobs run: local processes (the default) or a Ray cluster.
 
 Each job is the self-contained command `edgecl bench job SPEC`, which prints its result as the
-last line of its output. Locally, jobs run one after another in child processes (on a small
-machine two jobs at once only share the same cores), each with a log file. With Ray
+last line of its output. Locally, jobs run in child processes, one after another or
+`--parallel N` at a time, each pinned to its share of the cores, each with a log file. With Ray
 (`pip install 'edgecl[ray]'`), each job is a task on whichever node has a free CPU; every node
 needs edgecl installed and uses its own data dir unless EDGECL_HOME names a shared one.
 """
@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,9 +28,9 @@ def job_command(spec: dict) -> list[str]:
             json.dumps(spec)]  # fmt: skip
 
 
-def _run(spec: dict, log: Path | None, env: dict | None = None) -> dict:
-    """Run one job in a child process, its progress lines going to `log` (appended) as they
-    come; returns the result (the last line of its stdout)."""
+def _run(spec: dict, log: Path | None, env: dict | None = None, pin=None) -> dict:
+    """Run one job in a child process (`pin`: its preexec_fn), its progress lines going to `log`
+    (appended) as they come; returns the result (the last line of its stdout)."""
     env = {**os.environ, **(env or {})}
     if log is None:  # a Ray task: the error's tail travels back in the exception
         out = subprocess.run(job_command(spec), capture_output=True, text=True, env=env)
@@ -37,7 +39,7 @@ def _run(spec: dict, log: Path | None, env: dict | None = None) -> dict:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("a") as f:
             out = subprocess.run(job_command(spec), stdout=subprocess.PIPE, stderr=f, text=True,
-                                 env=env)  # fmt: skip
+                                 env=env, preexec_fn=pin)  # fmt: skip
         errors = log.read_text(errors="replace")
     lines = out.stdout.strip().splitlines()
     if out.returncode != 0 or not lines:
@@ -46,12 +48,32 @@ def _run(spec: dict, log: Path | None, env: dict | None = None) -> dict:
     return json.loads(lines[-1])
 
 
-def run_local(specs: list[dict], logs: Path, on_line: Callable[[str], None] = print) -> list[dict]:
-    results = []
-    for k, spec in enumerate(specs):
-        on_line(f"job {k + 1}/{len(specs)}: {spec['name']} (log: {logs / spec['name']}.log)")
-        results.append(_run(spec, logs / f"{spec['name']}.log"))
-    return results
+def run_local(specs: list[dict], logs: Path, on_line: Callable[[str], None] = print,
+              parallel: int = 1) -> list[dict]:  # fmt: skip
+    """Run the jobs in child processes, `parallel` at a time, each pinned to its own share of
+    the cores (MLX's elementwise ops use one core: two single-core jobs finish sooner than two
+    in a row). Jobs that need the same warm-up wait for the first to make it."""
+    from edgecl.backends.distributed import check_ranks, core_shares, pinned
+
+    check_ranks(parallel, "--parallel")
+    free = queue.SimpleQueue()
+    for share in core_shares(parallel):
+        free.put(share)
+
+    def one(k: int, spec: dict) -> dict:
+        share = free.get()
+        try:
+            on_line(f"job {k + 1}/{len(specs)}: {spec['name']} (log: {logs / spec['name']}.log)")
+            env, pin = pinned(share, parallel) if parallel > 1 else (None, None)
+            return _run(spec, logs / f"{spec['name']}.log", env, pin)
+        finally:
+            free.put(share)
+
+    pool = ThreadPoolExecutor(parallel)
+    try:
+        return list(pool.map(one, range(len(specs)), specs))
+    finally:  # after a failure, start no more jobs (those running finish: they resume anyway)
+        pool.shutdown(cancel_futures=True)
 
 
 def run_ray(specs: list[dict], address: str | None = None,
