@@ -14,8 +14,8 @@ import os
 import queue
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from edgecl.errors import EdgeclError
