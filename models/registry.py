@@ -11,6 +11,7 @@ first use it is converted into an MLX directory here, so nothing needs a model h
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
@@ -80,7 +81,7 @@ def get_model(name: str) -> ModelEntry | None:
 def resolve_model(name_or_path: str | None = None) -> ModelEntry:
     """A registered model by name, a path or hub id (imported on the spot), or the default."""
     if name_or_path is None or name_or_path == DEFAULT_MODEL:
-        return get_model(DEFAULT_MODEL) or import_model(str(bundled_gguf()), DEFAULT_MODEL)
+        return get_model(DEFAULT_MODEL) or import_model(str(bundled_gguf()), DEFAULT_MODEL, True)
     entry = get_model(name_or_path)
     if entry is not None:
         return entry
@@ -90,8 +91,9 @@ def resolve_model(name_or_path: str | None = None) -> ModelEntry:
     raise EdgeclError(f"unknown model {name_or_path!r} (known: {known}; or give a path)")
 
 
-def import_model(source: str, name: str | None = None) -> ModelEntry:
-    """Register a GGUF file, an MLX/HF directory, or a hub repo id; converts GGUF to MLX."""
+def import_model(source: str, name: str | None = None, reuse: bool = False) -> ModelEntry:
+    """Register a GGUF file, an MLX/HF directory, or a hub repo id; converts GGUF to MLX.
+    `reuse`: keep the model `name` if it is registered by the time the import may start."""
     from edgecl.models import gguf as gguf_io
 
     path = Path(source).expanduser()
@@ -114,18 +116,26 @@ def import_model(source: str, name: str | None = None) -> ModelEntry:
         path = ggufs[0]
     name = name or _slug(path.stem if path.is_file() else path.name)
     home = paths.models_dir() / name
-    if path.is_file():
-        tmp = home / "mlx.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        gguf_io.gguf_to_mlx(path, tmp)  # raises a one-line error for bad files
-        shutil.rmtree(home / "mlx", ignore_errors=True)
-        tmp.rename(home / "mlx")
-        entry = ModelEntry(name, str(home / "mlx"), str(path), str(path), "llama")
-    else:
-        architecture = _check_architecture(path)
-        entry = ModelEntry(name, str(path), None, source, architecture)
     home.mkdir(parents=True, exist_ok=True)
-    (home / ENTRY_FILE).write_text(json.dumps(asdict(entry), indent=2))
+    # Two processes may import at once (bench jobs, --ranks on a fresh data dir): one converts,
+    # the other waits, and with `reuse` takes what the first registered.
+    with open(home / ".import.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if reuse and (entry := get_model(name)) is not None:
+            return entry
+        if path.is_file():
+            tmp = home / "mlx.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            gguf_io.gguf_to_mlx(path, tmp)  # raises a one-line error for bad files
+            shutil.rmtree(home / "mlx", ignore_errors=True)
+            tmp.rename(home / "mlx")
+            entry = ModelEntry(name, str(home / "mlx"), str(path), str(path), "llama")
+        else:
+            architecture = _check_architecture(path)
+            entry = ModelEntry(name, str(path), None, source, architecture)
+        tmp_entry = home / f"{ENTRY_FILE}.tmp"
+        tmp_entry.write_text(json.dumps(asdict(entry), indent=2))
+        tmp_entry.replace(home / ENTRY_FILE)  # readers never see half an entry
     return entry
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,31 @@ def test_import_gguf_converts_and_registers(tiny_gguf, tiny_mlx_dir):
     a = converted.sequence_logprobs([ids[:5]], [ids[5:]])[0]
     b = original.sequence_logprobs([ids[:5]], [ids[5:]])[0]
     assert a.tobytes() == b.tobytes()
+
+
+def test_two_processes_importing_at_once_wait_and_share_one_model(tiny_gguf, edgecl_home):
+    """Bench jobs or ranks on a fresh data dir import the default model at the same moment: one
+    converts while the other waits (here both wait on the lock the test holds), then the
+    second takes the registered model instead of deleting it mid-use."""
+    import fcntl
+    import subprocess
+    import sys
+    import time
+
+    code = f"from edgecl.models.registry import import_model; import_model({str(tiny_gguf)!r}, "
+    code += "'tiny', reuse=True)"
+    home = edgecl_home / "models" / "tiny"
+    home.mkdir(parents=True)
+    with open(home / ".import.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]  # fmt: skip
+        time.sleep(3)
+        assert [p.poll() for p in procs] == [None, None]  # waiting for the lock
+    assert [p.wait(timeout=120) for p in procs] == [0, 0], [p.stderr.read() for p in procs]
+    entry = get_model("tiny")
+    assert entry is not None and (Path(entry.mlx_dir) / "config.json").is_file()
+    assert not (home / "mlx.tmp").exists()
 
 
 def test_import_local_mlx_directory(tiny_mlx_dir):

@@ -14,6 +14,7 @@ import os
 import queue
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -60,20 +61,24 @@ def run_local(specs: list[dict], logs: Path, on_line: Callable[[str], None] = pr
     for share in core_shares(parallel):
         free.put(share)
 
-    def one(k: int, spec: dict) -> dict:
+    failed = threading.Event()
+
+    def one(k: int, spec: dict) -> dict | None:
+        if failed.is_set():  # after a failure no job starts (those running finish)
+            return None
         share = free.get()
         try:
             on_line(f"job {k + 1}/{len(specs)}: {spec['name']} (log: {logs / spec['name']}.log)")
             env, pin = pinned(share, parallel) if parallel > 1 else (None, None)
             return _run(spec, logs / f"{spec['name']}.log", env, pin)
+        except BaseException:
+            failed.set()
+            raise
         finally:
             free.put(share)
 
-    pool = ThreadPoolExecutor(parallel)
-    try:
+    with ThreadPoolExecutor(parallel) as pool:
         return list(pool.map(one, range(len(specs)), specs))
-    finally:  # after a failure, start no more jobs (those running finish: they resume anyway)
-        pool.shutdown(cancel_futures=True)
 
 
 def run_ray(specs: list[dict], address: str | None = None,
