@@ -221,6 +221,27 @@ def test_threads_are_capped():
     assert not list(Path("/sys/fs/cgroup/pids").glob(f"edgecl-sandbox-{os.getpid()}-*"))
 
 
+def test_a_group_left_by_an_ended_process_is_removed():
+    """A group whose processes were reaped too late to remove (a loaded box) goes at the next
+    run; a live process's group stays."""
+    root = Path("/sys/fs/cgroup/pids")
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    stale, live = (
+        root / f"edgecl-sandbox-{ended.stdout.strip()}-0000",
+        root / "edgecl-sandbox-1-0000",
+    )
+    stale.mkdir()
+    live.mkdir()
+    try:
+        assert run_python("print(1)").passed
+        assert not stale.exists() and live.exists()
+    finally:
+        for group in (stale, live):
+            if group.exists():
+                group.rmdir()
+
+
 def test_a_fork_bomb_huge_output_and_killing_the_parent_are_contained():
     bomb = run_python("import os\nwhile True:\n    os.fork()")
     assert not bomb.passed and "sandbox" in bomb.output

@@ -105,7 +105,12 @@ def train_run(config, on_line=print, on_step=None, before=None):
     entry = resolve_model(config.model)
 
     def on_event(kind: str, d: dict) -> None:
-        if kind == "step":
+        if kind == "warmup" and (d["step"] % 10 == 0 or d["step"] == d["of"]):
+            on_line(f"{config.run_name} warm-up {d['phase']} step {d['step']}/{d['of']}: "
+                    f"loss {d['loss']:.3f}")  # fmt: skip
+        elif kind == "warmup_reused":
+            on_line(f"{config.run_name} warm-up: reused {d['reused']}")
+        elif kind == "step":
             on_line(f"{config.run_name} step {d['step']} {d['task']}: cloud {d['j_c']:.2f} "
                     f"reward {d['mean_reward']:+.3f} lambda {d['lambda_after']:.3f}")  # fmt: skip
             if on_step is not None:

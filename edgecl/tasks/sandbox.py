@@ -239,6 +239,7 @@ def _pids_cgroup() -> Path | None:
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return None
     for root in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
+        _remove_stale(root)
         group = root / f"edgecl-sandbox-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             group.mkdir()
@@ -252,8 +253,20 @@ def _pids_cgroup() -> Path | None:
     return None
 
 
-def _remove_cgroup(group: Path) -> None:
-    for _ in range(50):  # its processes may take a moment to be reaped
+def _remove_stale(root: Path) -> None:
+    """Remove the groups of edgecl processes that have ended: a group whose last process was
+    slow to be reaped (a loaded or stopped box) outlives `_remove_cgroup`'s wait."""
+    for group in root.glob("edgecl-sandbox-*-*"):
+        try:
+            os.kill(int(group.name.split("-")[2]), 0)
+        except ProcessLookupError:
+            _remove_cgroup(group, tries=1)
+        except (OSError, ValueError):
+            continue  # alive but not ours to signal, or not a name we made
+
+
+def _remove_cgroup(group: Path, tries: int = 50) -> None:
+    for _ in range(tries):  # its processes may take a moment to be reaped
         try:
             for pid in (group / "cgroup.procs").read_text().split():
                 os.kill(int(pid), signal.SIGKILL)
