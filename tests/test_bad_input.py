@@ -56,6 +56,7 @@ CASES = [  # (arguments, words the error must contain)
     ("bench continual --methods da-grpo,ppo", "unknown method 'ppo'"),
     ("bench continual --budget math=0.3", "--budget is task:value"),
     ("bench continual --executor slurm", "unknown --executor 'slurm'"),
+    ("bench continual --parallel 0", "--parallel 0: this machine gives"),
     ("bench assist-grid --task math --budget 0.3 --method edge-only", "has no assistance reward"),
     ("bench show nope", "no benchmark 'nope'"),
     ("report --run a --bench b", "give one of --run NAME and --bench ID"),
