@@ -109,6 +109,8 @@ def test_bench_plumbing_on_the_tiny_model(tiny_mlx_dir, two_tasks, edgecl_home, 
     assert len([d for d in (edgecl_home / "warmups").iterdir() if d.is_dir()]) == 1
     warmups = [store.get_run(job)["warmup"] for job in {p["job"] for p in points}]
     assert sorted("reused" in w for w in warmups) == [False, True, True, True]
+    # ... and one step-0 eval per task: the same weights give the same greedy eval.
+    assert len(list((edgecl_home / "bench" / "b1" / "evals").glob("*.json"))) <= 24 - 6
     for r in stored:
         during, post = r["during"], r["post"]
         assert r["forgetting"] == (pytest.approx((during - post) / during) if during else None)
