@@ -254,11 +254,11 @@ def test_a_fork_bomb_huge_output_and_killing_the_parent_are_contained():
 @pytest.mark.skipif(os.geteuid() != 0, reason="as a user, the suite above already is that run")
 def test_the_sandbox_suite_also_passes_as_an_unprivileged_user(tmp_path: Path):
     """The same tests as uid 65534, as a normal user's edgecl runs them. It keeps only
-        CAP_DAC_READ_SEARCH, to reach an interpreter installed under /root (pyenv); for the same
-        reason its network namespace layer cannot start that interpreter (a user namespace drops
-        the capability), so that one layer is left out: Landlock and the audit hook still block
-        the network (test_network_is_blocked_inside_but_works_from_the_parent runs). The pids-cgroup
-    sweep is root's alone, so its test is left out too."""
+    CAP_DAC_READ_SEARCH, to reach an interpreter installed under /root (pyenv); for the same
+    reason its network namespace layer cannot start that interpreter (a user namespace drops
+    the capability), so that one layer is left out: Landlock and the audit hook still block
+    the network (test_network_is_blocked_inside_but_works_from_the_parent runs). The
+    pids-cgroup sweep is root's alone, so its test is left out too."""
     tmp_path.chmod(0o777)
     user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
             "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]  # fmt: skip
