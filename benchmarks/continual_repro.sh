@@ -6,7 +6,7 @@
 #
 # The compute plan, fixed before running. It fits one 3-hour working session of a 2-core box
 # (about 2 hours), because a session's box may not keep its files for the next one: an earlier
-# 10-hour plan (30 steps per task) lost its progress that way, twice. On one core a step of
+# 10-hour plan (30 steps per task) lost its progress that way. On one core a step of
 # 4 prompts x G 4 x 96 tokens takes 40-75 s and an eval of 40 items about 2.5 minutes, so:
 # - one warm-up for the sequence, shared by both orders and by da-grpo, grpo-hier and gapg;
 #   edge-only has its own (format only, never the help request);
