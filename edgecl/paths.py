@@ -7,7 +7,11 @@ tests always set it to a temporary directory.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from platformdirs import user_data_dir
@@ -48,3 +52,23 @@ def logs_dir() -> Path:
 
 def db_path() -> Path:
     return data_dir() / "edgecl.db"
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (made if missing), waiting for another process
+    that holds it: one process makes a shared thing (a model import, a warm-up), the others wait
+    and then use it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def write_json(path: Path, obj, indent: int | None = None) -> None:
+    """Write `obj` as JSON so that readers see the old file or the new one, never a part: via a
+    temporary file of this process (several processes may write the same file) and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=indent))
+    tmp.replace(path)

@@ -19,7 +19,6 @@ stored per model in the data dir. They serve twice:
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -74,10 +73,7 @@ def base_answers(
     with model.adapter_disabled():
         outs = model.sample(prompts, 1, max_tokens, temperature=0.0)
     pairs = [(list(p), list(o.token_ids)) for p, o in zip(prompts, outs)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # data-parallel ranks may both write it
-    tmp.write_text(json.dumps(pairs))
-    tmp.replace(path)
+    paths.write_json(path, pairs)  # data-parallel ranks may both write it
     return pairs
 
 

@@ -25,7 +25,6 @@ again (`edgecl learn --rewarm` redoes it).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import time
@@ -86,15 +85,13 @@ def claimed(stored: Path, alone: bool = True) -> Iterator[None]:
     if not alone:
         yield
         return
-    stored.parent.mkdir(parents=True, exist_ok=True)
-    with open(stored.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with paths.locked(stored.with_suffix(".lock")):
         yield
 
 
 def task_key(spec: str) -> str:
-    """A task as the warm-up knows it: its name, or a JSONL file by its content. Warm-ups sort
-    their tasks by this key, so a sequence and its reverse share one (the paper's setting)."""
+    """A task as the warm-up's key knows it: its name, or a JSONL file by its content. The key
+    sorts them (and phase 0 its tasks), so a sequence and its reverse share one warm-up."""
     return stable_hash(Path(spec).read_text()) if Path(spec).is_file() else spec.strip().lower()
 
 

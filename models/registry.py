@@ -11,7 +11,6 @@ first use it is converted into an MLX directory here, so nothing needs a model h
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import json
 import os
@@ -116,11 +115,9 @@ def import_model(source: str, name: str | None = None, reuse: bool = False) -> M
         path = ggufs[0]
     name = name or _slug(path.stem if path.is_file() else path.name)
     home = paths.models_dir() / name
-    home.mkdir(parents=True, exist_ok=True)
     # Two processes may import at once (bench jobs, --ranks on a fresh data dir): one converts,
     # the other waits, and with `reuse` takes what the first registered.
-    with open(home / ".import.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with paths.locked(home / ".import.lock"):
         if reuse and (entry := get_model(name)) is not None:
             return entry
         if path.is_file():
@@ -133,9 +130,7 @@ def import_model(source: str, name: str | None = None, reuse: bool = False) -> M
         else:
             architecture = _check_architecture(path)
             entry = ModelEntry(name, str(path), None, source, architecture)
-        tmp_entry = home / f"{ENTRY_FILE}.tmp"
-        tmp_entry.write_text(json.dumps(asdict(entry), indent=2))
-        tmp_entry.replace(home / ENTRY_FILE)  # readers never see half an entry
+        paths.write_json(home / ENTRY_FILE, asdict(entry), indent=2)
     return entry
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -169,11 +168,11 @@ def run_job(spec: dict, on_line=print) -> dict:
                 cloud = make_cloud("reference", task=task, seed=seed)
                 r = evaluate(model, task, cloud, plan.eval_items, plan.max_tokens, seed)
                 accs = {k: r[k] for k in ("local_acc", "joint_acc", "cloud_ratio", "n")}
-                write_atomic(cached, accs)
+                paths.write_json(cached, accs)
             points.append({"step": step, "phase": phase, "task": t, **accs})
             on_line(f"{name} step {step} eval {t}: local {accs['local_acc']:.3f} "
                     f"joint {accs['joint_acc']:.3f} cloud {accs['cloud_ratio']:.3f}")  # fmt: skip
-        write_atomic(file, points)
+        paths.write_json(file, points)
 
     def before(trainer) -> None:  # after the warm-up, or a step a kill left unevaluated
         holder["trainer"] = trainer
@@ -192,13 +191,6 @@ def weights_hash(model) -> str:
     for key, value in sorted(model.trainable().items()):
         digest.update(key.encode() + np.array(value).tobytes())
     return digest.hexdigest()[:16]
-
-
-def write_atomic(path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj))
-    tmp.replace(path)
 
 
 def forgetting_rate(during: float | None, post: float | None) -> float | None:
