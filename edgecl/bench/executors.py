@@ -29,7 +29,8 @@ def job_command(spec: dict) -> list[str]:
             json.dumps(spec)]  # fmt: skip
 
 
-def _run(spec: dict, log: Path | None, env: dict | None = None, pin=None) -> dict:
+def _run(spec: dict, log: Path | None, env: dict | None = None,
+         pin: Callable[[], None] | None = None) -> dict:  # fmt: skip
     """Run one job in a child process (`pin`: its preexec_fn), its progress lines going to `log`
     (appended) as they come; returns the result (the last line of its stdout)."""
     env = {**os.environ, **(env or {})}
