@@ -2,14 +2,17 @@
 
     python benchmarks/calibration.py                       # the learner's warm-up version
     python benchmarks/calibration.py --adapter PATH --items 300
+    python benchmarks/calibration.py --task code-easy --adapter PATH --items 272
 
 One greedy pass (the reference cloud, `--max-tokens`) over two splits, in chunks cached under
 the data dir (so it resumes):
-- calibration: the first `--items` math train items, as `edgecl calibrate` takes them
+- calibration: the first `--items` train items of the task, as `edgecl calibrate` takes them
   (edgecl.calibration.threshold per tau);
-- measurement: the train and eval items of math with seed 1, minus every problem that seed 0's
-  train or eval split holds (the same numbers, whatever the phrasing): about 380 problems that
-  neither the warm-up nor the calibration saw.
+- measurement, problems that neither training nor the calibration saw:
+  - math: the train and eval items of math with seed 1, minus every problem that seed 0's
+    train or eval split holds (the same numbers, whatever the phrasing): about 380;
+  - code-easy: the 488 siblings of its numeric templates with parameters beyond the task's
+    (edgecl.tasks.code_tasks.unseen_easy_items: add_31 ... add_90).
 On the measurement split, per tau: the realised offload rate, the joint accuracy, and the joint
 accuracy of suppressing random requests to the same offload rate, paired on the same items
 (edgecl.calibration.offload_metrics).
@@ -33,6 +36,7 @@ from edgecl.cli.eval import _load_model
 from edgecl.cloud import make_cloud
 from edgecl.evaluate import auroc, evaluate
 from edgecl.store import Store
+from edgecl.tasks.code_tasks import unseen_easy_items
 from edgecl.tasks.registry import get_task
 
 CHUNK = 50
@@ -68,8 +72,10 @@ def _numbers(item) -> str:
     return re.sub(r"[^0-9+*/=x-]", "", item.question)
 
 
-def splits(n_calibration: int) -> tuple[list, list]:
+def splits(task: str, n_calibration: int) -> tuple[list, list]:
     """(calibration items, measurement items): see the module docstring."""
+    if task == "code-easy":
+        return get_task(task).items("train")[:n_calibration], unseen_easy_items()
     known = get_task("math")
     fresh = get_task("math", None, 1)
     seen = {_numbers(i) for split in ("train", "eval") for i in known.items(split)}
@@ -77,11 +83,13 @@ def splits(n_calibration: int) -> tuple[list, list]:
     return known.items("train")[:n_calibration], measure
 
 
-def measured(adapter: Path, items: list, max_tokens: int, label: str) -> list[dict]:
-    key = hashlib.sha256(f"{adapter.resolve()}:{max_tokens}".encode()).hexdigest()[:12]
+def measured(adapter: Path, task_name: str, items: list, max_tokens: int, label: str) -> list[dict]:
+    # math keeps its cache key of before the --task option
+    name = "" if task_name == "math" else f":{task_name}"
+    key = hashlib.sha256(f"{adapter.resolve()}:{max_tokens}{name}".encode()).hexdigest()[:12]
     cache = paths.data_dir() / "calibration-bench" / key
     cache.mkdir(parents=True, exist_ok=True)
-    task = get_task("math")
+    task = get_task(task_name)
     engine = None
     rows: list[dict] = []
     for start in range(0, len(items), CHUNK):
@@ -125,14 +133,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", type=Path, help="default: the learner's warm-up version")
     parser.add_argument("--learner", default="default")
+    parser.add_argument("--task", default="math", choices=("math", "code-easy"))
     parser.add_argument("--items", type=int, default=300, help="calibration items")
     parser.add_argument("--max-tokens", type=int, default=96)
     args = parser.parse_args()
     adapter = args.adapter or warmup_version(args.learner)
-    calib_items, measure_items = splits(args.items)
-    calib = measured(adapter, calib_items, args.max_tokens, "")
-    measure = measured(adapter, measure_items, args.max_tokens, "measure-")
-    record = calibration_record({"n": len(calib), "items": calib}, None, "math")
+    calib_items, measure_items = splits(args.task, args.items)
+    calib = measured(adapter, args.task, calib_items, args.max_tokens, "")
+    measure = measured(adapter, args.task, measure_items, args.max_tokens, "measure-")
+    record = calibration_record({"n": len(calib), "items": calib}, None, args.task)
     asked = sum(r["help"] for r in measure) / len(measure)
     print(f"adapter {adapter}: asks on {len(record['asked_scores'])}/{len(calib)} calibration "
           f"items, {asked:.2f} of {len(measure)} measurement items")  # fmt: skip

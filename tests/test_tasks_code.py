@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from edgecl.tasks.base import MAX_STEPS
-from edgecl.tasks.code_tasks import CodeTask
+from edgecl.tasks.code_tasks import CodeTask, unseen_easy_items
 from edgecl.tasks.registry import get_task
 
 
@@ -41,6 +41,19 @@ def test_easy_tier_has_hundreds_of_distinct_items_in_fixed_disjoint_splits():
     assert {i.difficulty for i in train + eval_ if i.entry_point == "factorial"} == {"4-loop"}
     assert {i.difficulty for i in train + eval_ if i.entry_point.startswith("add_")} == {"1-arith"}
     assert [i.id for i in CodeTask("easy").items("train")] == [i.id for i in train]
+
+
+def test_unseen_easy_items_are_new_problems_of_the_same_templates():
+    task = CodeTask("easy")
+    known = task.items("train") + task.items("eval")
+    unseen = unseen_easy_items()
+    assert len(unseen) >= 300 and len({i.id for i in unseen}) == len(unseen)
+    assert not {i.id for i in unseen} & {i.id for i in known}
+    assert not {i.question for i in unseen} & {i.question for i in known}
+    assert {i.entry_point for i in unseen} >= {"add_31", "add_90", "power_7", "scale_by_31"}
+    assert {i.difficulty for i in unseen} == {"1-arith", "2-string", "3-list", "4-loop"}
+    for item in unseen[::7]:  # their asserts hold for their reference solutions
+        exec(_code(task.gold_answer(item)) + "\n" + item.tests, {})
 
 
 def test_mix_is_the_union_of_both_tiers():

@@ -102,10 +102,21 @@ def _easy_description(item: Item) -> str:
     return rest.split(". For example", 1)[0] if found else "solves the task"
 
 
+def unseen_easy_items(copies: int = 2) -> list[Item]:
+    """Items of the easy tier that no seed's split holds: each numeric template again, with
+    its parameter range moved up `copies` times by its own span (add_31 ... add_90). Sibling
+    problems for measuring on items that neither training nor calibration saw."""
+    return [item for shift in range(1, copies + 1) for item in _easy_items(shift)]
+
+
 @functools.lru_cache(maxsize=8)
-def _easy_items() -> tuple[Item, ...]:
+def _easy_items(shift: int = 0) -> tuple[Item, ...]:
     items = []
     for name_t, params, args, desc_t, body_t, inputs in TEMPLATES:
+        if shift:
+            if not all(isinstance(k, int) for k in params):
+                continue  # a letter has no next range
+            params = [k + shift * (max(params) - min(params) + 1) for k in params]
         for k in params:
             name = name_t.format(k=k)
             fmt = {"k": k}
@@ -114,7 +125,7 @@ def _easy_items() -> tuple[Item, ...]:
             items.append(
                 _easy_item(name, args, desc_t.format(**fmt), body_t.format(**fmt), tests, level)
             )
-    for name, args, desc, body, inputs in SINGLES:
+    for name, args, desc, body, inputs in SINGLES if not shift else ():
         items.append(_easy_item(name, args, desc, body, inputs, _level(name)))
     return tuple(items)
 
