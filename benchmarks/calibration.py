@@ -8,11 +8,13 @@ One greedy pass (the reference cloud, `--max-tokens`) over two splits, in chunks
 the data dir (so it resumes):
 - calibration: the first `--items` train items of the task, as `edgecl calibrate` takes them
   (edgecl.calibration.threshold per tau);
-- measurement, problems that neither training nor the calibration saw:
-  - math: the train and eval items of math with seed 1, minus every problem that seed 0's
-    train or eval split holds (the same numbers, whatever the phrasing): about 380;
-  - code-easy: the 488 siblings of its numeric templates with parameters beyond the task's
-    (edgecl.tasks.code_tasks.unseen_easy_items: add_31 ... add_90).
+- measurement, problems that neither training nor the calibration saw: the train and eval
+  items of math with seed 1, minus every problem that seed 0's train or eval split holds (the
+  same numbers, whatever the phrasing): about 380.
+code-easy has too few items for that (340), so both splits come from the 732 siblings of its
+numeric templates with parameters beyond the task's (edgecl.tasks.code_tasks.unseen_easy_items:
+add_31 ... add_120), shuffled: the first `--items` calibrate, the rest measure. (Its train items
+would calibrate on another mix of levels than the measurement's.)
 On the measurement split, per tau: the realised offload rate, the joint accuracy, and the joint
 accuracy of suppressing random requests to the same offload rate, paired on the same items
 (edgecl.calibration.offload_metrics).
@@ -24,6 +26,7 @@ import argparse
 import hashlib
 import json
 import os
+import random
 import re
 from pathlib import Path
 
@@ -75,7 +78,9 @@ def _numbers(item) -> str:
 def splits(task: str, n_calibration: int) -> tuple[list, list]:
     """(calibration items, measurement items): see the module docstring."""
     if task == "code-easy":
-        return get_task(task).items("train")[:n_calibration], unseen_easy_items()
+        unseen = unseen_easy_items()
+        random.Random("calibration-bench").shuffle(unseen)
+        return unseen[:n_calibration], unseen[n_calibration:]
     known = get_task("math")
     fresh = get_task("math", None, 1)
     seen = {_numbers(i) for split in ("train", "eval") for i in known.items(split)}

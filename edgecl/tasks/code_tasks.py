@@ -102,9 +102,9 @@ def _easy_description(item: Item) -> str:
     return rest.split(". For example", 1)[0] if found else "solves the task"
 
 
-def unseen_easy_items(copies: int = 2) -> list[Item]:
+def unseen_easy_items(copies: int = 3) -> list[Item]:
     """Items of the easy tier that no seed's split holds: each numeric template again, with
-    its parameter range moved up `copies` times by its own span (add_31 ... add_90). Sibling
+    its parameter range moved up by its own span, `copies` times (add_31 ... add_120). Sibling
     problems for measuring on items that neither training nor calibration saw."""
     return [item for shift in range(1, copies + 1) for item in _easy_items(shift)]
 
