@@ -233,10 +233,11 @@ class AdaptLoop:
             fresh = new_since_last_cycle(store, self.learner)
             if fresh >= self.after:
                 self.log(f"adaptation: starting a cycle on {fresh} new verifiable exchanges")
-                cmd = [sys.executable, "-m", "edgecl.cli.main", "daemon", "adapt",
-                       "--learner", self.learner, *self.cycle_args]  # fmt: skip
-                self.proc = subprocess.Popen(cmd, preexec_fn=lambda: os.nice(10),
-                                             stdout=sys.stdout, stderr=sys.stderr)  # fmt: skip
+                # `nice`, not a preexec_fn: that would fork() under a chat answer's matmul, and
+                # OpenBLAS's fork handler would stop the threads that matmul waits on
+                cmd = ["nice", "-n", "10", sys.executable, "-m", "edgecl.cli.main", "daemon",
+                       "adapt", "--learner", self.learner, *self.cycle_args]  # fmt: skip
+                self.proc = subprocess.Popen(cmd, stdout=sys.stdout, stderr=sys.stderr)
             return
         if self.proc.poll() is not None:
             code, self.proc, self.paused = self.proc.returncode, None, False

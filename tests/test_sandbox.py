@@ -221,6 +221,29 @@ def test_threads_are_capped():
     assert not list(Path("/sys/fs/cgroup/pids").glob(f"edgecl-sandbox-{os.getpid()}-*"))
 
 
+def test_a_run_leaves_the_parents_blas_threads_running():
+    """A preexec_fn (joining the pids cgroup) made each run a real fork(), whose OpenBLAS
+    handler stops BLAS's threads; when MLX was inside a matmul at that moment it waited for them
+    forever: `learn` on a code task hung at its second step."""
+    script = (
+        "import os\n"
+        "from edgecl.backends.blas import preload_openblas\n"
+        "preload_openblas()\n"
+        "import mlx.core as mx\n"
+        "from edgecl.tasks.sandbox import run_python\n"
+        "a = mx.ones((512, 512))\n"
+        "mx.eval(a @ a)\n"
+        "before = len(os.listdir('/proc/self/task'))\n"
+        "assert run_python('print(1)').passed\n"
+        "print(before, len(os.listdir('/proc/self/task')))\n"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    before, after = map(int, out.stdout.split())
+    assert after == before, (before, after)
+
+
 def test_a_pids_cgroup_left_by_an_ended_process_is_removed():
     """As root (only root makes pids cgroups): a group whose processes were reaped too late to
     remove (a loaded box) goes at the next run; a live process's group stays."""

@@ -183,6 +183,9 @@ def _main():
     nonce, _, src = sys.stdin.buffer.read().decode("utf-8", "replace").partition("\n")
     root = os.path.realpath(os.getcwd())
     try:
+        if sys.argv[4]:  # join the run's pids cgroup, before anything untrusted runs
+            with open(sys.argv[4], "w") as procs:
+                procs.write(str(os.getpid()))
         _limit(mem, cpu, fsize)
         if sys.platform.startswith("linux"):
             try:
@@ -332,8 +335,9 @@ def run_python(
         ]
         timed_out = False
         group = _pids_cgroup()
-        join = None if group is None else lambda: (group / "cgroup.procs").write_text(
-            str(os.getpid()))  # fmt: skip
+        # The child joins the group itself: a preexec_fn would make this a real fork(), whose
+        # OpenBLAS handler stops BLAS's threads under a matmul that MLX may be running: a hang.
+        cmd.append("" if group is None else str(group / "cgroup.procs"))
         with open(tmp_path / "stdin", "rb") as stdin, open(tmp_path / "out", "wb") as out:
             try:
                 proc = subprocess.Popen(
@@ -344,7 +348,6 @@ def run_python(
                     cwd=work,
                     env=env,
                     start_new_session=True,
-                    preexec_fn=join,
                 )
             except (OSError, subprocess.SubprocessError) as exc:
                 return SandboxResult(False, "error", f"could not start python: {exc}")
