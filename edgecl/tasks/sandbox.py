@@ -184,8 +184,7 @@ def _main():
     root = os.path.realpath(os.getcwd())
     try:
         if sys.argv[4]:  # join the run's pids cgroup, before anything untrusted runs
-            with open(sys.argv[4], "w") as procs:
-                procs.write(str(os.getpid()))
+            with open(sys.argv[4], "w") as procs: procs.write(str(os.getpid()))
         _limit(mem, cpu, fsize)
         if sys.platform.startswith("linux"):
             try:
@@ -322,6 +321,7 @@ def run_python(
             "OMP_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1",
         }
+        group = _pids_cgroup()  # the child joins it, as a preexec_fn's fork() hangs MLX's BLAS
         cmd = [
             *_unshare_prefix(),
             sys.executable,
@@ -332,12 +332,9 @@ def run_python(
             str(memory_mb * 1024 * 1024),
             str(math.ceil(timeout_s) + 1),
             str(max_output_mb * 1024 * 1024),
+            "" if group is None else str(group / "cgroup.procs"),
         ]
         timed_out = False
-        group = _pids_cgroup()
-        # The child joins the group itself: a preexec_fn would make this a real fork(), whose
-        # OpenBLAS handler stops BLAS's threads under a matmul that MLX may be running: a hang.
-        cmd.append("" if group is None else str(group / "cgroup.procs"))
         with open(tmp_path / "stdin", "rb") as stdin, open(tmp_path / "out", "wb") as out:
             try:
                 proc = subprocess.Popen(
