@@ -2,7 +2,7 @@
 
     python benchmarks/calibration.py                       # the learner's warm-up version
     python benchmarks/calibration.py --adapter PATH --items 300
-    python benchmarks/calibration.py --task code-easy --adapter PATH --items 272
+    python benchmarks/calibration.py --task code-easy --adapter PATH
 
 One greedy pass (the reference cloud, `--max-tokens`) over two splits, in chunks cached under
 the data dir (so it resumes):
