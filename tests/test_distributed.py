@@ -118,7 +118,9 @@ def test_launch_local_stops_the_others_when_a_rank_fails(tmp_path):
     if len(os.sched_getaffinity(0)) < 2:
         pytest.fail("this test needs 2 cores: CI's box has them")
     started = time.monotonic()
-    assert launch_local([sys.executable, "-c", RANK, str(tmp_path), "fail"], 2) == 3
+    # Rank 1 exits with 3; rank 0's broadcast then fails on the closed socket (exit 1). When both
+    # have ended before the launcher looks, the kernel decides which it reaps first.
+    assert launch_local([sys.executable, "-c", RANK, str(tmp_path), "fail"], 2) in (3, 1)
     assert time.monotonic() - started < 120  # rank 0 did not keep the launcher waiting
     assert not list(tmp_path.glob("rank*.json"))
     with pytest.raises(EdgeclError, match="--ranks 0: this machine gives"):

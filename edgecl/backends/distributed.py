@@ -141,8 +141,8 @@ def launch_local(command: list[str], ranks: int) -> int:
     backend over 127.0.0.1), each pinned to its own share of the cores with as many BLAS
     threads. MLX's CPU elementwise ops use one core, so on a small x86 box two single-core
     ranks update faster than one process on both (benchmarks/README.md). `mlx.launch -n` does
-    the same but relays output in a loop that takes most of a core. Returns 0, or the first
-    failing rank's exit code after stopping the others (they would wait on it forever)."""
+    the same but relays output in a loop that takes most of a core. Returns 0, or the exit code
+    of the first failed rank reaped, after stopping the others (they would wait on it forever)."""
     check_ranks(ranks)
     with tempfile.TemporaryDirectory(prefix="edgecl-ranks-") as tmp:
         hostfile = Path(tmp) / "hosts.json"
