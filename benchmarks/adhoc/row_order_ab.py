@@ -2,6 +2,7 @@
 against rows as given, on the shapes of a real run's steps, alternating in one process.
 
     EDGECL_HOME=/work/evidence-home python benchmarks/adhoc/row_order_ab.py --run calcode-tau0.5
+    python benchmarks/adhoc/row_order_ab.py --run calcode-tau0.5 --steps $(seq 1 21) --rounds 0
 
 For each of `--steps` steps of the run: its prompts (the items it drew, in their task's chat
 prompt) and completions of its samples' token counts (random ids: the cost depends on the shapes
@@ -44,6 +45,20 @@ def positions(prompts, completions, order, micro=8) -> int:
     return total
 
 
+def bucketed(prompts, completions, buckets: int, micro=8) -> int:
+    """Positions if each micro-batch (as given) split its rows into `buckets` by length, all
+    attending to one pass over the common prefix (not built: the next lever to try)."""
+    total = 0
+    for start in range(0, len(completions), micro):
+        rows = range(start, min(start + micro, len(completions)))
+        shared = common_prefix_length([prompts[i] for i in rows])
+        rest = sorted(len(prompts[i]) + len(completions[i]) - shared for i in rows)
+        size = -(-len(rest) // buckets)
+        total += shared + sum(max(rest[k : k + size]) * len(rest[k : k + size])
+                              for k in range(0, len(rest), size))  # fmt: skip
+    return total
+
+
 def row_order(prompts, completions, micro=8) -> list[int]:
     """Rows by length, when that computes fewer positions than the given order."""
     given = list(range(len(completions)))
@@ -59,7 +74,7 @@ def main() -> None:
     parser.add_argument("--run", required=True)
     parser.add_argument("--task", default="code-easy")
     parser.add_argument("--steps", type=int, nargs="+", default=[5, 10, 15, 20])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="0: the positions only")
     args = parser.parse_args()
     db = sqlite3.connect(paths.data_dir() / "edgecl.db")
     task = get_task(args.task)
@@ -68,7 +83,7 @@ def main() -> None:
     model = mlx_backend.MLXModel.load(entry.mlx_dir, entry.name)
     model.attach_lora(LoraConfig(rank=8, alpha=16, num_layers=-1))
     rng = np.random.default_rng(0)
-    batches = []
+    batches, totals = [], defaultdict(int)
     for step in args.steps:
         rows = db.execute(
             "SELECT prompt_index, item_id, n_tokens FROM samples WHERE run = ? AND step = ? "
@@ -86,11 +101,20 @@ def main() -> None:
             completions += [rng.integers(100, 40000, n).tolist() for n in lengths]
         weights = np.linspace(-1, 1, len(prompts))
         given = list(range(len(prompts)))
-        chosen = row_order(prompts, completions)
-        print(f"step {step}: {len(prompts)} rows, positions as given "
-              f"{positions(prompts, completions, given)}, by row_order "
-              f"{positions(prompts, completions, chosen)}", flush=True)  # fmt: skip
+        counts = {
+            "given": positions(prompts, completions, given),
+            "row_order": positions(prompts, completions, row_order(prompts, completions)),
+            "2 buckets": bucketed(prompts, completions, 2),
+            "4 buckets": bucketed(prompts, completions, 4),
+            "real tokens": bucketed(prompts, completions, 8),  # no padding at all
+        }
+        print(f"step {step}: {len(prompts)} rows, positions {counts}", flush=True)
+        for name, n in counts.items():
+            totals[name] += n
         batches.append((prompts, completions, weights))
+    print(f"all {len(batches)} steps: positions {dict(totals)}", flush=True)
+    if args.rounds < 1:
+        return
 
     def update(order_fn) -> float:
         start = time.perf_counter()
