@@ -3,6 +3,8 @@
     python benchmarks/calibration.py                       # the learner's warm-up version
     python benchmarks/calibration.py --adapter PATH --items 300
     python benchmarks/calibration.py --task code-easy --adapter PATH
+    python benchmarks/calibration.py --task benchmarks/data/mixed_arithmetic_calibration.jsonl \
+        --adapter PATH
 
 One greedy pass (the reference cloud, `--max-tokens`) over two splits, in chunks cached under
 the data dir (so it resumes):
@@ -15,6 +17,9 @@ code-easy has too few items for that (340), so both splits come from the 732 sib
 numeric templates with parameters beyond the task's (edgecl.tasks.code_tasks.unseen_easy_items:
 add_31 ... add_120), shuffled: the first `--items` calibrate, the rest measure. (Its train items
 would calibrate on another mix of levels than the measurement's.)
+A JSONL task (a path): its rows in file order, both splits; the first `--items` calibrate, the
+rest measure. benchmarks/data/mixed_arithmetic_calibration.jsonl (800 rows, four kinds of
+arithmetic, shuffled) shares no problem with mixed_arithmetic.jsonl, the task to train on.
 On the measurement split, per tau: the realised offload rate, the joint accuracy, and the joint
 accuracy of suppressing random requests to the same offload rate, paired on the same items
 (edgecl.calibration.offload_metrics).
@@ -34,7 +39,7 @@ import numpy as np
 
 from edgecl import learner as learners
 from edgecl import paths
-from edgecl.calibration import calibration_record, offload_metrics, threshold
+from edgecl.calibration import SCORE, calibration_record, offload_metrics, threshold
 from edgecl.cli.eval import _load_model
 from edgecl.cloud import make_cloud
 from edgecl.evaluate import auroc, evaluate
@@ -77,6 +82,12 @@ def _numbers(item) -> str:
 
 def splits(task: str, n_calibration: int) -> tuple[list, list]:
     """(calibration items, measurement items): see the module docstring."""
+    if task.endswith(".jsonl"):
+        lines = Path(task).read_text().splitlines()
+        order = {json.loads(line)["prompt"]: k for k, line in enumerate(lines) if line}
+        items = [i for s in ("train", "eval") for i in get_task(task).items(s)]
+        items.sort(key=lambda i: order[i.question])
+        return items[:n_calibration], items[n_calibration:]
     if task == "code-easy":
         unseen = unseen_easy_items()
         random.Random("calibration-bench").shuffle(unseen)
@@ -89,9 +100,8 @@ def splits(task: str, n_calibration: int) -> tuple[list, list]:
 
 
 def measured(adapter: Path, task_name: str, items: list, max_tokens: int, label: str) -> list[dict]:
-    # math keeps its cache key of before the --task option
-    name = "" if task_name == "math" else f":{task_name}"
-    key = hashlib.sha256(f"{adapter.resolve()}:{max_tokens}{name}".encode()).hexdigest()[:12]
+    name = f"{adapter.resolve()}:{max_tokens}:{Path(task_name).name}:{SCORE}"
+    key = hashlib.sha256(name.encode()).hexdigest()[:12]
     cache = paths.data_dir() / "calibration-bench" / key
     cache.mkdir(parents=True, exist_ok=True)
     task = get_task(task_name)
@@ -138,7 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", type=Path, help="default: the learner's warm-up version")
     parser.add_argument("--learner", default="default")
-    parser.add_argument("--task", default="math", choices=("math", "code-easy"))
+    parser.add_argument("--task", default="math", help="math, code-easy or a .jsonl path")
     parser.add_argument("--items", type=int, default=300, help="calibration items")
     parser.add_argument("--max-tokens", type=int, default=96)
     args = parser.parse_args()
@@ -155,6 +165,12 @@ def main() -> None:
     fail_auroc = auroc([r["p_help"] for r in requests], [r["would_fail"] for r in requests])
     print(f"requests on measurement items: {len(requests)}, {solvable} of them locally solvable; "
           f"AUROC of P(help) against local failure among them: {fail_auroc}")  # fmt: skip
+    print("| kind | items | greedy asks | would fail | mean P(help) |\n|---|---|---|---|---|")
+    for level in sorted({r["level"] or "all" for r in measure}):
+        rows = [r for r in measure if (r["level"] or "all") == level]
+        print(f"| {level} | {len(rows)} | {sum(r['help'] for r in rows)} | "
+              f"{sum(r['would_fail'] for r in rows)} | "
+              f"{np.mean([r['p_help'] for r in rows]):.3f} |")  # fmt: skip
     print("| tau | threshold | offload rate | joint acc | random suppr. | gain | oracle gain |")
     print("|---|---|---|---|---|---|---|")
     for tau in TAUS:

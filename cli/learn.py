@@ -262,10 +262,12 @@ class _Display:
 
     def _step(self, row: dict) -> None:
         trainer_total = self.total
+        now = time.perf_counter()
         if self.first_step is None:
-            self.first_step, self.started = row["step"] - 1, time.perf_counter() - row["seconds"]
-        done = row["step"] - self.first_step
-        rate = (time.perf_counter() - self.started) / done
+            self.first_step, self.started = row["step"], now
+            rate = row["seconds"]
+        else:  # the first step of a process pays for compiling and loading: time the ones after
+            rate = (now - self.started) / (row["step"] - self.first_step)
         eta = _duration(rate * (trainer_total - row["step"]))
         r = row
         console.print(

@@ -4,8 +4,9 @@
     edgecl eval --task math --budget 0.2         # offloads at tau 0.2 on the eval split
     edgecl chat --budget 0.2                     # chat applies the same threshold
 
-Calibration measures, on a calibration split, each item's P(help): the probability the model
-gives the help trigger right after its own `<answer>` (edgecl.evaluate). For a tau, the
+Calibration measures, on a calibration split, each item's P(help): the largest probability,
+over the ends of its own think steps, that the model stops thinking and asks for help there
+(edgecl.evaluate.help_probabilities; SCORE names that measure). For a tau, the
 threshold lets through the tau x N most confident help requests of N items; a request below
 it is answered locally instead. The threshold only ever suppresses: a query the model did not
 ask to send never goes to the cloud. It is stored with the adapter version it was measured on.
@@ -16,6 +17,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+# The P(help) a calibration was measured with; a stored one with another score is not used. The
+# first score, P(trigger) at `<answer>`, was near 1 on every request (a request stops thinking
+# before `<answer>`), so it could not rank them.
+SCORE = "step-end"
 
 
 def threshold(asked_scores: list[float], n_items: int, tau: float) -> float:
@@ -51,6 +57,7 @@ def calibration_record(report: dict, version: int | None, task: str) -> dict:
     """What `edgecl calibrate` stores from an evaluate() report on the calibration split."""
     return {
         "version": version,
+        "score": SCORE,
         "task": task,
         "n_items": report["n"],
         "asked_scores": [r["p_help"] for r in report["items"] if r["help"]],

@@ -15,13 +15,15 @@ Metrics (all over every evaluated item):
 - levels: the same per item level (`Item.difficulty`), plus help and local accuracy;
 - help_auroc: how well asking predicts local failure. Each item's local outcome is its own
   answer, or, where it asked, the answer it gives when made to answer (its response up to
-  `<answer>`, then the answer's opening, decoded greedily). The score is P(help): the
-  probability of the trigger right after the item's own `<answer>`. help_auroc_greedy scores
+  `<answer>`, then the answer's opening, decoded greedily). The score is P(help): the largest
+  probability, over the ends of the item's own think steps, that the model stops thinking there
+  and gives the trigger as its answer (help_branches). help_auroc_greedy scores
   the greedy decision itself (0 or 1). 0.5 is chance, 1 a perfect split; None with one class.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -151,41 +153,50 @@ def _answer_prefix(text: str) -> str | None:
     return None if at < 0 else text[: at + len("<answer>")]
 
 
-def help_branch(encode, response: str) -> tuple[list[int], list[int]] | None:
-    """(the response's ids up to its `<answer>` less the tag's last token, the ids from there
-    that make `<answer>` then the trigger): P(help) is P(branch | prompt + head). None when the
-    response has no `<answer>`."""
-    prefix = _answer_prefix(response)
-    if prefix is None:
-        return None
-    head = encode(prefix)[:-1]  # without the tag's last token
-    branch = encode(prefix + TRIGGER)
-    if branch[: len(head)] != head:  # a tokenizer that merges across the tag: plain split
-        head, branch = encode(prefix), encode(prefix) + encode(TRIGGER)
-    return head, branch[len(head) :]
+HELP_BRANCH = "</think>\n<answer>" + TRIGGER  # a help request from the end of a step on
+
+
+def help_branches(encode, response: str) -> list[tuple[list[int], list[int]]]:
+    """Where the response could have turned into a help request, as (head, branch) ids: the
+    response up to the end of each of its think steps, and the ids from there that close the
+    thinking and give the trigger as the answer. The warm-up teaches a help request as a step
+    then the trigger, so this is where a model decides to ask: measured at `<answer>` instead,
+    P(help) is near 1 on every request that has already stopped thinking. Empty when the
+    response has no step before `</think>`."""
+    end = response.find("</think>")
+    think = response[: end if end >= 0 else len(response)]
+    out, at = [], 0
+    for line in think.splitlines(keepends=True):
+        at += len(line)
+        if not (line.startswith("Step") and line.endswith("\n")):
+            continue
+        head, full = encode(response[:at]), encode(response[:at] + HELP_BRANCH)
+        if full[: len(head)] != head:  # the tokenizer merged across the boundary: one token back
+            head = head[:-1]
+            if full[: len(head)] != head:
+                continue
+        out.append((head, full[len(head) :]))
+    return out
 
 
 def help_probabilities(model, prompt_ids: list, completions: list) -> list[float]:
-    """P(the trigger | prompt, the response up to its `<answer>`) per completion; a response
-    with no `<answer>` scores 1 if it asked for help (it did, by the parser) else 0.
-
-    The branch is scored from the tag's last token: BPE tokenizers merge the tag's `>` with
-    what follows (`>\\` opens a boxed answer, `>` then `I` the trigger), so the text up to
-    `<answer>` re-encoded would end at a boundary the model never saw."""
+    """P(help) per completion: the largest probability, over its step ends (help_branches),
+    that the model stops there and asks. A response with no step scores 1 if it asked for
+    help (it did, by the parser) else 0."""
     out = [float("nan")] * len(completions)
     encode = lambda text: model.tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
     contexts, branches, where = [], [], []
     for k, c in enumerate(completions):
-        split = help_branch(encode, c.text)
-        if split is None:
+        splits = help_branches(encode, c.text)
+        if not splits:
             out[k] = float(c.text.rstrip().endswith(TRIGGER))
-            continue
-        contexts.append(list(prompt_ids[c.prompt_index]) + split[0])
-        branches.append(split[1])
-        where.append(k)
-    if contexts:
-        for k, lp in zip(where, model.sequence_logprobs(contexts, branches)):
-            out[k] = float(np.exp(lp.sum()))
+        for head, branch in splits:
+            contexts.append(list(prompt_ids[c.prompt_index]) + head)
+            branches.append(branch)
+            where.append(k)
+    for k, lp in zip(where, model.sequence_logprobs(contexts, branches) if contexts else []):
+        p = math.exp(float(lp.sum()))  # in float64: float32 underflows to 0 near 1e-38
+        out[k] = p if math.isnan(out[k]) else max(out[k], p)
     return out
 
 

@@ -72,7 +72,8 @@ class MLXChat:
         self.model.load_adapter(adapter)
 
     def help_probability(self, messages: list[dict], response: str) -> float | None:
-        """P(the trigger | the response up to its `<answer>`): what calibration measured."""
+        """P(help) of the response (edgecl.evaluate.help_probabilities): what calibration
+        measured."""
         from edgecl.backends.base import Completion
         from edgecl.evaluate import help_probabilities
 
@@ -131,17 +132,16 @@ class LlamaChat:
 
     def help_probability(self, messages: list[dict], response: str) -> float | None:
         """As MLXChat's, from llama.cpp's logits (the GGUF LoRA attached)."""
-        from edgecl.evaluate import help_branch
+        from edgecl.evaluate import help_branches
 
         encode = lambda t: self.llm.tokenize(t, special=False)  # noqa: E731
-        split = help_branch(encode, response)
-        if split is None:
+        splits = help_branches(encode, response)
+        if not splits:
             return float(response.rstrip().endswith(TRIGGER))
         prompt = self.llm.chat_ids(messages)
         if prompt is None:  # no chat template to score under: chat applies no threshold
             return None
-        head, branch = split
-        return math.exp(self.llm.sequence_logprob(prompt + head, branch))
+        return max(math.exp(self.llm.sequence_logprob(prompt + h, b)) for h, b in splits)
 
     def stream(
         self, messages: list[dict], max_tokens: int, temperature: float, suppress_help: bool

@@ -75,11 +75,11 @@ def ensure(store: Store, name: str, base_model: str) -> Learner:
 
 def calibrated_threshold(learner: Learner | None, tau: float) -> float | None:
     """The P(help) threshold for tau from the learner's calibration, if it was measured on
-    its current version; else None (no suppression beyond the budget)."""
-    from edgecl.calibration import threshold
+    its current version with today's score; else None (no suppression beyond the budget)."""
+    from edgecl.calibration import SCORE, threshold
 
     c = learner.calibration if learner else {}
-    if not c or c.get("version") != learner.current:
+    if not c or c.get("version") != learner.current or c.get("score") != SCORE:
         return None
     return threshold(c["asked_scores"], c["n_items"], tau)
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,17 @@ import pytest
 from conftest import run_cli
 from edgecl.backends.base import Completion, LoraConfig
 from edgecl.cloud import make_cloud
-from edgecl.core.protocol import format_help_request, format_response
-from edgecl.evaluate import COLUMNS, auroc, evaluate, record, report_from_row
+from edgecl.core.protocol import build_messages, format_help_request, format_response
+from edgecl.evaluate import (
+    COLUMNS,
+    HELP_BRANCH,
+    auroc,
+    evaluate,
+    help_branches,
+    help_probabilities,
+    record,
+    report_from_row,
+)
 from edgecl.store import Store
 from edgecl.tasks.registry import get_task
 
@@ -108,11 +118,33 @@ def test_metrics_follow_their_definitions(task_file):
     assert report["mean_tokens"] == pytest.approx(sum(r["tokens"] for r in report["items"]) / 6)
     # Made to answer, 12+30's scripted text is no answer, so it would fail; only 2+3 succeeds.
     assert [r["would_fail"] for r in report["items"]] == [False, True, True, True, True, True]
-    # P(help): the trigger's probability after <answer> (here the same 0.22 for every response
-    # with one), 1 for a trigger without <answer>, 0 for no <answer> and no trigger.
+    # P(help): stopping after a step to ask (here the same 0.08 for every response with a whole
+    # step line), 1 for a trigger without steps, 0 for no step and no trigger.
     assert report["help_auroc"] == pytest.approx((1 + 0.5 * 2) / 5)
     assert report["levels"]["all"]["n"] == 6
     assert report["levels"]["all"]["help"] == pytest.approx(2 / 6)
+
+
+def test_p_help_is_the_likeliest_help_request_at_a_step_end(tiny_mlx_dir):
+    """A help request is a step then the trigger, so P(help) is scored where one could start:
+    at the end of each think step (not at `<answer>`, where a request has already stopped
+    thinking); the largest of those probabilities."""
+    from edgecl.backends.mlx_backend import MLXModel
+
+    model = MLXModel.load(tiny_mlx_dir, "tiny")
+    encode = lambda t: model.tokenizer.encode(t, add_special_tokens=False)  # noqa: E731
+    response = format_response(["Read it.", "The answer is 5."], "\\boxed{5}")
+    splits = help_branches(encode, response)
+    assert len(splits) == 2
+    for (head, branch), step in zip(splits, ("Step 1: Read it.\n", "Step 2: The answer is 5.\n")):
+        end = response.index(step) + len(step)
+        assert model.tokenizer.decode(head + branch) == response[:end] + HELP_BRANCH
+    assert help_branches(encode, "Five.") == [] and help_branches(encode, "<think>\nStep 1") == []
+    prompt = model.chat_ids(build_messages("math", "What is 2+3?"))
+    p = help_probabilities(model, [prompt], [Completion(0, [], [], response, "stop")])[0]
+    heads, branches = [prompt + h for h, _ in splits], [b for _, b in splits]
+    each = [math.exp(float(lp.sum())) for lp in model.sequence_logprobs(heads, branches)]
+    assert p == pytest.approx(max(each), rel=1e-5, abs=0) and each[0] != each[1]
 
 
 def test_auroc_by_hand():

@@ -120,3 +120,22 @@ def test_runs_stored_with_the_removed_mode_option(mode, edgecl_home):
         result = run_cli("learn", "--run-name", "old", "--resume", home=edgecl_home)
         assert result.returncode == 1 and result.stderr.count("\n") == 1
         assert "used an advantage mode edgecl no longer offers" in result.stderr
+
+
+def test_step_eta_leaves_out_the_first_steps_compile(monkeypatch, capsys):
+    """The first step of a process (here 70 s) pays for compiling; the ETA after the second
+    step comes from the time since the first (10 s), not from the mean (40 s)."""
+    from edgecl.cli import learn
+
+    clock = iter([100.0, 110.0])
+    monkeypatch.setattr(learn.time, "perf_counter", lambda: next(clock))
+    display = learn._Display.__new__(learn._Display)
+    display.first_step, display.total = None, 30
+    row = {"task": "math", "lambda_after": 0.1, "cloud_ratio": 0.5, "j_c_mean": 0.5, "tau": 0.3,
+           "n_cloud_calls": 2, "mean_reward": 0.5, "accuracy": 0.5, "tokens_per_s": 50,
+           "collapsed": False}  # fmt: skip
+    display._step(dict(row, step=21, seconds=70.0))
+    display._step(dict(row, step=22, seconds=10.0))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("ETA 10m30s"), lines[0]  # 9 steps left at 70 s
+    assert lines[1].endswith("ETA 1m20s"), lines[1]  # 8 steps left at 10 s

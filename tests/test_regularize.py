@@ -90,3 +90,27 @@ def test_trainer_records_kl_and_resumes_with_the_same_anchor(model_dir, task_fil
     off.run()
     assert off.anchor is None and not (run_dir("no-anchor") / "anchor").exists()
     assert Store().steps("no-anchor")[0]["kl"] is None
+
+
+def test_rows_without_kl_weight_skip_the_anchors_forward_pass(tiny_model):
+    """A micro-batch whose rows all have k_i = 0 (the self-distillation rows) gives the plain
+    policy gradient, without running the anchor adapter."""
+    model = tiny_model
+    model.attach_lora(LoraConfig(rank=4, alpha=8.0), learning_rate=3e-3, seed=0)
+    model.model.load_weights(list(_perturbed(model, 3).items()), strict=False)
+    rng = np.random.default_rng(2)
+    prompts = [rng.integers(5, 200, 9).tolist() for _ in range(4)]
+    targets = [rng.integers(5, 200, n).tolist() for n in (6, 3, 8, 5)]
+    weights = [1.0, -0.5, 0.25, 2.0]
+    anchor, runs = _perturbed(model, 4), []
+    swap = model.adapter_weights
+    model.adapter_weights = lambda w: (runs.append(1), swap(w))[1]
+    # micro-batches of 2: the first has KL weight, the second none
+    _, grads = model.policy_gradient(prompts, targets, weights, 8.0, 2, (anchor, [1, 1, 0, 0]))
+    assert len(runs) == 1
+    head = prompts[:2], targets[:2], weights[:2]
+    _, first = model.policy_gradient(*head, 8.0, 2, (anchor, [1, 1]))
+    _, second = model.policy_gradient(prompts[2:], targets[2:], weights[2:], 8.0)
+    for name, g in tree_flatten(grads):
+        expected = dict(tree_flatten(first))[name] + dict(tree_flatten(second))[name]
+        np.testing.assert_allclose(np.array(g), np.array(expected), rtol=1e-4, atol=1e-6)

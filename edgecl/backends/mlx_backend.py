@@ -278,24 +278,24 @@ class MLXModel:
     ):
         """(loss, gradient tree) of the policy-gradient loss, without stepping."""
         self.model.train()
-        loss_fn = pg_loss if anchor is None else anchored_pg_loss
-        loss_and_grad = nn.value_and_grad(self.model, loss_fn)
+        plain = nn.value_and_grad(self.model, pg_loss)
+        anchored = nn.value_and_grad(self.model, anchored_pg_loss)
         total, kl, grads = 0.0, 0.0, None
         for start in range(0, len(completions), micro_batch):
             end = start + micro_batch
             batch = pack(prompts[start:end], completions[start:end])
             w = mx.array(np.asarray(weights[start:end], dtype=np.float32))
-            extra = ()
-            if anchor is not None:
+            b = None if behaviour is None else _padded(behaviour[start:end], batch[3].shape[1])
+            # Rows without KL weight (the self-distillation rows) skip the anchor's forward pass.
+            if anchor is not None and any(anchor[1][start:end]):
                 with self.adapter_weights(anchor[0]):
                     ref = mx.stop_gradient(position_logprobs(self.model, *batch[:3]))
                     mx.eval(ref)
-                extra = (ref, mx.array(np.asarray(anchor[1][start:end], dtype=np.float32)))
-            b = None if behaviour is None else _padded(behaviour[start:end], batch[3].shape[1])
-            loss, g = loss_and_grad(self.model, *batch, w, float(normalizer), *extra, behaviour=b)
-            if anchor is not None:
-                loss, part = loss
+                k = mx.array(np.asarray(anchor[1][start:end], dtype=np.float32))
+                (loss, part), g = anchored(self.model, *batch, w, float(normalizer), ref, k, b)
                 kl += part.item()
+            else:
+                loss, g = plain(self.model, *batch, w, float(normalizer), behaviour=b)
             grads = g if grads is None else tree_map(mx.add, grads, g)
             mx.eval(loss, grads)
             total += loss.item()
