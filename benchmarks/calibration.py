@@ -2,6 +2,7 @@
 
     python benchmarks/calibration.py                       # the learner's warm-up version
     python benchmarks/calibration.py --adapter PATH --items 300
+    python benchmarks/calibration.py --task math-easy --adapter PATH
     python benchmarks/calibration.py --task code-easy --adapter PATH
     python benchmarks/calibration.py --task benchmarks/data/mixed_arithmetic_calibration.jsonl \
         --adapter PATH
@@ -11,8 +12,8 @@ the data dir (so it resumes):
 - calibration: the first `--items` train items of the task, as `edgecl calibrate` takes them
   (edgecl.calibration.threshold per tau);
 - measurement, problems that neither training nor the calibration saw: the train and eval
-  items of math with seed 1, minus every problem that seed 0's train or eval split holds (the
-  same numbers, whatever the phrasing): about 380.
+  items of the task with seed 1, minus every problem that seed 0's train or eval split holds
+  (the same numbers, whatever the phrasing): about 380 for math, 344 for math-easy.
 code-easy has too few items for that (340), so both splits come from the 732 siblings of its
 numeric templates with parameters beyond the task's (edgecl.tasks.code_tasks.unseen_easy_items:
 add_31 ... add_120), shuffled: the first `--items` calibrate, the rest measure. (Its train items
@@ -92,8 +93,8 @@ def splits(task: str, n_calibration: int) -> tuple[list, list]:
         unseen = unseen_easy_items()
         random.Random("calibration-bench").shuffle(unseen)
         return unseen[:n_calibration], unseen[n_calibration:]
-    known = get_task("math")
-    fresh = get_task("math", None, 1)
+    known = get_task(task)  # math or math-easy
+    fresh = get_task(task, None, 1)
     seen = {_numbers(i) for split in ("train", "eval") for i in known.items(split)}
     measure = [i for s in ("train", "eval") for i in fresh.items(s) if _numbers(i) not in seen]
     return known.items("train")[:n_calibration], measure
@@ -148,7 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", type=Path, help="default: the learner's warm-up version")
     parser.add_argument("--learner", default="default")
-    parser.add_argument("--task", default="math", help="math, code-easy or a .jsonl path")
+    parser.add_argument("--task", default="math", help="math, math-easy, code-easy, FILE.jsonl")
     parser.add_argument("--items", type=int, default=300, help="calibration items")
     parser.add_argument("--max-tokens", type=int, default=96)
     args = parser.parse_args()

@@ -244,16 +244,16 @@ class Store:
         return self._rows("SELECT * FROM steps WHERE run = ? ORDER BY step", [run])
 
     def step_seconds(self, like: dict, limit: int = 20) -> list[float]:
-        """Seconds of the newest steps of runs with the same model, batch, G, tokens, sampler."""
-        keys = ("model", "batch_size", "group_size", "max_tokens")
+        """Seconds of the newest steps of runs alike in model, batch, G, tokens, task, sampler."""
+        keys = ("model", "batch_size", "group_size", "max_tokens", "phases[0].task")
         match = " AND ".join(f"json_extract(r.config, '$.{k}') IS ?" for k in keys)
         sql = (  # runs from before --rollouts sampled on MLX
             f"SELECT s.seconds FROM steps s JOIN runs r ON r.name = s.run WHERE {match} AND "
             "COALESCE(json_extract(r.config, '$.rollouts'), 'mlx') = ? "
             "ORDER BY s.created DESC, s.step DESC LIMIT ?"
         )
-        known = [like.get(k) for k in keys] + [like.get("rollouts", "mlx")]
-        return [row[0] for row in self.db.execute(sql, known + [limit])]
+        known = [*map(like.get, keys[:-1]), (like.get("phases") or [{}])[0].get("task")]
+        return [r[0] for r in self.db.execute(sql, [*known, like.get("rollouts", "mlx"), limit])]
 
     def last_step(self, run: str) -> int | None:
         return self.db.execute("SELECT MAX(step) FROM steps WHERE run = ?", [run]).fetchone()[0]

@@ -160,6 +160,7 @@ def test_step_seconds_come_from_runs_with_the_same_settings(store):
         ("c", {**small, "max_tokens": 64}, [5.0]),
         ("d", {**small, "model": "other"}, [7.0]),
         ("e", {**small, "rollouts": "llamacpp"}, [3.0]),  # runs without the key sampled on MLX
+        ("f", {**small, "phases": [{"task": "code-easy", "steps": 9}]}, [60.0]),
     ):
         store.create_run(name, config, "math")
         for step, s in enumerate(seconds, 1):
@@ -170,6 +171,8 @@ def test_step_seconds_come_from_runs_with_the_same_settings(store):
     assert store.step_seconds({**small, "max_tokens": 64}) == [5.0]
     assert store.step_seconds({**small, "batch_size": 2}) == []
     assert len(store.step_seconds(small, limit=2)) == 2
+    code = {**small, "phases": [{"task": "code-easy", "steps": 50, "budget": "0.3"}]}
+    assert store.step_seconds(code) == [60.0]  # the task, not its steps or budget
 
 
 FIXTURE_V0 = Path(__file__).parent / "data" / "store_v0.db"  # written by edgecl before migrations
