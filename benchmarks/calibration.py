@@ -145,6 +145,27 @@ def by_all_scores(calib: list[dict], measure: list[dict], tau: float) -> dict:
     }
 
 
+def requests_by_kind(rows: list[dict], scores: bool = False) -> list[str]:
+    """The requests among evaluate() items, how many the model would solve, how P(help) ranks
+    them, and a table per kind (with `scores`, every item's P(help), * where it would fail)."""
+    requests = [r for r in rows if r["help"]]
+    solvable = sum(not r["would_fail"] for r in requests)
+    fail_auroc = auroc([r["p_help"] for r in requests], [r["would_fail"] for r in requests])
+    out = [f"requests: {len(requests)} of {len(rows)} items, {solvable} of them locally "
+           f"solvable; AUROC of P(help) against local failure among them: {fail_auroc}",
+           "| kind | items | greedy asks | would fail | mean P(help) |",
+           "|---|---|---|---|---|"]  # fmt: skip
+    for level in sorted({r["level"] or "all" for r in rows}):
+        group = [r for r in rows if (r["level"] or "all") == level]
+        line = (f"| {level} | {len(group)} | {sum(r['help'] for r in group)} | "
+                f"{sum(r['would_fail'] for r in group)} | "
+                f"{np.mean([r['p_help'] for r in group]):.3f} |")  # fmt: skip
+        if scores:
+            line += " " + " ".join(f"{r['p_help']:.2f}{'*' * r['would_fail']}" for r in group)
+        out.append(line)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", type=Path, help="default: the learner's warm-up version")
@@ -161,17 +182,7 @@ def main() -> None:
     asked = sum(r["help"] for r in measure) / len(measure)
     print(f"adapter {adapter}: asks on {len(record['asked_scores'])}/{len(calib)} calibration "
           f"items, {asked:.2f} of {len(measure)} measurement items")  # fmt: skip
-    requests = [r for r in measure if r["help"]]
-    solvable = sum(not r["would_fail"] for r in requests)
-    fail_auroc = auroc([r["p_help"] for r in requests], [r["would_fail"] for r in requests])
-    print(f"requests on measurement items: {len(requests)}, {solvable} of them locally solvable; "
-          f"AUROC of P(help) against local failure among them: {fail_auroc}")  # fmt: skip
-    print("| kind | items | greedy asks | would fail | mean P(help) |\n|---|---|---|---|---|")
-    for level in sorted({r["level"] or "all" for r in measure}):
-        rows = [r for r in measure if (r["level"] or "all") == level]
-        print(f"| {level} | {len(rows)} | {sum(r['help'] for r in rows)} | "
-              f"{sum(r['would_fail'] for r in rows)} | "
-              f"{np.mean([r['p_help'] for r in rows]):.3f} |")  # fmt: skip
+    print("\n".join(requests_by_kind(measure)))
     print("| tau | threshold | offload rate | joint acc | random suppr. | gain | oracle gain |")
     print("|---|---|---|---|---|---|---|")
     for tau in TAUS:
