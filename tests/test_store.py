@@ -54,6 +54,34 @@ def test_file_location_and_wal(store, tmp_path):
     assert store.db["steps"].pks == ["run", "step"]
 
 
+def _open_store(path, errors, start):
+    start.wait()  # all at once
+    try:
+        Store(path)
+    except Exception as e:  # noqa: BLE001 - reported to the parent
+        errors.put(repr(e))
+
+
+def test_processes_opening_a_new_database_together_all_get_it(tmp_path):
+    """Ranks of `learn --ranks 2` open a new data dir's database at once; switching it to WAL
+    made SQLite answer "database is locked" at once to some of them (2-9 of 30 pairs here)."""
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    errors = fork.Queue()
+    for i in range(20):
+        start = fork.Barrier(3)
+        procs = [fork.Process(target=_open_store, args=(tmp_path / f"{i}.db", errors, start))
+                 for _ in range(3)]  # fmt: skip
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert errors.empty(), errors.get()
+    assert Store(tmp_path / "0.db").db.journal_mode == "wal"
+
+
 def test_the_data_dir_and_database_are_this_users_only(tmp_path, monkeypatch):
     import stat
 
