@@ -17,4 +17,5 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
   .venv/bin/python -m pip install -q -e ".[test]"
+bash scripts/build_kernels.sh  # edgecl's CPU kernels for MLX (optional: only warns if it fails)
 echo "edgecl installed in .venv ($(.venv/bin/python -c 'import edgecl; print(edgecl.__version__)'))"

@@ -19,6 +19,9 @@ preload_openblas()  # must precede the first `import mlx.core` in the process
 import mlx.core as mx  # noqa: E402
 from mlx_lm.models.cache import create_attention_mask  # noqa: E402
 
+from edgecl.backends.kernels import log_softmax, target_logprobs  # noqa: E402
+from edgecl.backends.llama_forward import body  # noqa: E402
+
 
 def pack(prompts, completions):
     """Teacher-forcing inputs for each completion given its prompt.
@@ -81,23 +84,25 @@ class SharedPrefixCache:
 
 def token_logprobs(model, prefix, inputs, positions, targets):
     """log pi(target | prefix) at the given positions."""
-    logprobs = position_logprobs(model, prefix, inputs, positions)
-    return mx.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
+    return target_logprobs(position_logits(model, prefix, inputs, positions), targets)[0]
 
 
 def position_logprobs(model, prefix, inputs, positions):
-    """log pi(. | prefix) over the vocabulary at the given positions; only those positions go
-    through the vocabulary projection (the prompt's logits are never needed, and they dominate
-    memory)."""
+    """log pi(. | prefix) over the vocabulary at the given positions."""
+    return log_softmax(position_logits(model, prefix, inputs, positions))
+
+
+def position_logits(model, prefix, inputs, positions):
+    """The logits at the given positions; only those positions go through the vocabulary
+    projection (the prompt's logits are never needed, and they dominate memory)."""
     if prefix.shape[1]:
         cache = [SharedPrefixCache() for _ in model.layers]
-        model.model(prefix, cache=cache)  # only its keys and values are used
-        hidden = model.model(inputs, cache=cache)
+        body(model, prefix, cache)  # only its keys and values are used
+        hidden = body(model, inputs, cache)
     else:
-        hidden = model.model(inputs)
+        hidden = body(model, inputs)
     hidden = mx.take_along_axis(hidden, positions[..., None], axis=1)
-    logits = at_least_float32(lm_head(model)(hidden))
-    return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    return at_least_float32(lm_head(model)(hidden))
 
 
 def lm_head(model):
@@ -138,9 +143,8 @@ def anchored_pg_loss(
     (position_logprobs). Unlike a KL estimated on the sampled tokens, its pull toward a token the
     anchor likes does not vanish as pi's probability of it goes to 0. Returns (loss, the summed
     KL of the rows with k_i > 0)."""
-    logprobs = position_logprobs(model, prefix, inputs, positions)
-    lp = mx.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
-    kl = ((mx.exp(anchor) * (anchor - logprobs)).sum(axis=-1) * mask).sum(axis=1)
+    lp, kl = target_logprobs(position_logits(model, prefix, inputs, positions), targets, anchor)
+    kl = (kl * mask).sum(axis=1)
     sequence_lp = (importance_weighted(lp, behaviour) * mask).sum(axis=1)
     loss = -(weights * sequence_lp).sum() + (kl_weights * kl).sum()
     return loss / normalizer, (kl * (kl_weights > 0)).sum()
