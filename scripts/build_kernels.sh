@@ -14,7 +14,10 @@ $PY -m pip install -q "nanobind>=2" || { echo "warning: no nanobind; CPU kernels
 rm -rf $build  # a fresh configure: the clone, Python or MLX may have moved since
 if "$CMAKE" -S $src -B $build -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE=$PY >$build.log 2>&1 &&
    "$CMAKE" --build $build -j "${CMAKE_BUILD_PARALLEL_LEVEL:-2}" >>$build.log 2>&1; then
-  cp $build/_cpu_kernels*.so edgecl/backends/
+  for so in $build/_cpu_kernels*.so; do  # a new file, not overwritten: running edgecl maps it
+    name=$(basename "$so")
+    cp "$so" "edgecl/backends/.$name" && mv -f "edgecl/backends/.$name" "edgecl/backends/$name"
+  done
   echo "CPU kernels built: $(ls edgecl/backends/_cpu_kernels*.so)"
 else
   echo "warning: the CPU kernels did not build (see $build.log); edgecl uses MLX's own ops"

@@ -80,8 +80,10 @@ class CausalSoftmax : public CpuPrimitive {
           const float* xr = x + r * keys;
           float* pr = p + r * keys;
           float top = -INFINITY;
+#pragma omp simd reduction(max : top)
           for (int64_t j = 0; j < seen; j++) top = std::fmax(top, xr[j]);
           float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
           for (int64_t j = 0; j < seen; j++) sum += (pr[j] = fast_exp(xr[j] - top));
           float inv = 1.0f / sum;
           for (int64_t j = 0; j < seen; j++) pr[j] *= inv;
@@ -112,6 +114,7 @@ class SoftmaxGrad : public CpuPrimitive {
         for (int64_t r = a; r < b; r++) {
           const float *pr = p + r * keys, *cr = c + r * keys;
           float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
           for (int64_t j = 0; j < keys; j++) dot += pr[j] * cr[j];
           for (int64_t j = 0; j < keys; j++) d[r * keys + j] = pr[j] * (cr[j] - dot);
         }

@@ -12,17 +12,21 @@ namespace {
 // log sum_j exp(x_j); NaN if any x_j is.
 float row_logsumexp(const float* x, int64_t n) {
   float top = -INFINITY;
-  bool nan = false;
+  int nan = 0;
+#pragma omp simd reduction(max : top) reduction(| : nan)
   for (int64_t j = 0; j < n; j++) {
     top = std::fmax(top, x[j]);
     nan |= std::isnan(x[j]);
   }
   if (nan) return NAN;
   float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < n; j++) sum += fast_exp(x[j] - top);
   return top + std::log(sum);
 }
 
+// Inputs: logits [rows, V], targets [rows], and the anchor's log-probs [rows, V] if any.
+// Outputs: log pi(target), KL(anchor || pi) (0 without an anchor), and log sum exp(logits).
 class TargetLogprobs : public CpuPrimitive {
  public:
   using CpuPrimitive::CpuPrimitive;
@@ -39,14 +43,15 @@ class TargetLogprobs : public CpuPrimitive {
       for_rows(rows, [=](int64_t a, int64_t b) {
         for (int64_t i = a; i < b; i++) {
           const float* xi = x + i * vocab;
-          lse[i] = row_logsumexp(xi, vocab);
-          lp[i] = xi[t[i]] - lse[i];
+          const float l = lse[i] = row_logsumexp(xi, vocab);
+          lp[i] = xi[t[i]] - l;
           float sum = 0.0f;
           if (anchor) {
             const float* ref = anchor + i * vocab;
             // sum p_ref (ref - log pi), with log pi = x - lse as log_softmax computes it, so
             // the KL at the anchor itself is exactly 0
-            for (int64_t j = 0; j < vocab; j++) sum += fast_exp(ref[j]) * (ref[j] - (xi[j] - lse[i]));
+#pragma omp simd reduction(+ : sum)
+            for (int64_t j = 0; j < vocab; j++) sum += fast_exp(ref[j]) * (ref[j] - (xi[j] - l));
           }
           kl[i] = sum;
         }
