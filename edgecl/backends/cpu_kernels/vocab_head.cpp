@@ -1,6 +1,6 @@
 // The loss's softmax over the vocabulary (see common.h): log pi(target), the KL to an anchor,
-// and their gradient. MLX's own ops took 2.1-2.5 s forward and backward for 8 x 128
-// positions here, this 0.4 s (benchmarks/README.md, "Levers measured").
+// and their gradient. MLX's own ops took 1.9-2.1 s forward and backward for 8 x 128
+// positions here, this 0.5 s (`python benchmarks/adhoc/kernels_ab.py head`).
 #include <optional>
 
 #include "common.h"
