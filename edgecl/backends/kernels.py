@@ -58,8 +58,7 @@ def target_logprobs(
     """(log pi(target), KL(pi_anchor || pi)) at each position, `anchor` the anchor's log-probs
     there (from log_softmax, held constant); the KL is 0 without one."""
     if apply_to(logits):
-        lp, kl = KERNELS.target_logprobs(logits, targets, anchor)
-        return lp, kl
+        return tuple(KERNELS.target_logprobs(logits, targets, anchor))
     logprobs = log_softmax(logits)
     lp = mx.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
     if anchor is None:

@@ -71,15 +71,6 @@ void for_chunks(int64_t n, F f) {
            [=](int64_t a, int64_t b) { f(a * chunk, std::min(n, b * chunk)); });
 }
 
-inline void allocate(std::vector<mx::array>& outputs, const std::vector<mx::array>& inputs,
-                     mx::cpu::CommandEncoder& encoder) {
-  for (auto& a : inputs) encoder.set_input_array(a);
-  for (auto& a : outputs) {
-    a.set_data(mx::allocator::malloc(a.nbytes()));
-    encoder.set_output_array(a);
-  }
-}
-
 inline mx::array row_major(const mx::array& a, mx::Dtype dtype, mx::Stream s) {
   return mx::contiguous(mx::astype(a, dtype, s), false, s);
 }
@@ -89,6 +80,19 @@ class CpuPrimitive : public mx::Primitive {
   using mx::Primitive::Primitive;
   void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
     throw std::runtime_error("edgecl's kernels run on the CPU only");
+  }
+
+ protected:
+  // This stream's CPU encoder, with the inputs registered and the outputs allocated.
+  mx::cpu::CommandEncoder& prepare(const std::vector<mx::array>& in,
+                                   std::vector<mx::array>& out) {
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    for (auto& a : in) encoder.set_input_array(a);
+    for (auto& a : out) {
+      a.set_data(mx::allocator::malloc(a.nbytes()));
+      encoder.set_output_array(a);
+    }
+    return encoder;
   }
 };
 

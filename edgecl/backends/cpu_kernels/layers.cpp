@@ -13,8 +13,7 @@ class Swiglu : public CpuPrimitive {
   using CpuPrimitive::CpuPrimitive;
   const char* name() const override { return "EdgeclSwiglu"; }
   void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    allocate(out, in, encoder);
+    auto& encoder = prepare(in, out);
     encoder.dispatch([g = in[0].data<float>(), u = in[1].data<float>(),
                       y = out[0].data<float>(), n = (int64_t)out[0].size()]() {
       for_chunks(n, [=](int64_t a, int64_t b) {
@@ -32,8 +31,7 @@ class SwigluGrad : public CpuPrimitive {
   using CpuPrimitive::CpuPrimitive;
   const char* name() const override { return "EdgeclSwigluGrad"; }
   void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    allocate(out, in, encoder);
+    auto& encoder = prepare(in, out);
     encoder.dispatch([g = in[0].data<float>(), u = in[1].data<float>(), c = in[2].data<float>(),
                       dg = out[0].data<float>(), du = out[1].data<float>(),
                       n = (int64_t)in[0].size()]() {
@@ -69,8 +67,7 @@ class CausalSoftmax : public CpuPrimitive {
   CausalSoftmax(mx::Stream s, int queries) : CpuPrimitive(s), queries_(queries) {}
   const char* name() const override { return "EdgeclCausalSoftmax"; }
   void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    allocate(out, in, encoder);
+    auto& encoder = prepare(in, out);
     int64_t keys = in[0].shape(-1), rows = in[0].size() / keys;
     encoder.dispatch([x = in[0].data<float>(), p = out[0].data<float>(), keys, rows,
                       queries = (int64_t)queries_]() {
@@ -105,8 +102,7 @@ class SoftmaxGrad : public CpuPrimitive {
   using CpuPrimitive::CpuPrimitive;
   const char* name() const override { return "EdgeclSoftmaxGrad"; }
   void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    allocate(out, in, encoder);
+    auto& encoder = prepare(in, out);
     int64_t keys = in[0].shape(-1), rows = in[0].size() / keys;
     encoder.dispatch([p = in[0].data<float>(), c = in[1].data<float>(),
                       d = out[0].data<float>(), keys, rows]() {

@@ -33,8 +33,7 @@ class TargetLogprobs : public CpuPrimitive {
   const char* name() const override { return "EdgeclTargetLogprobs"; }
 
   void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    allocate(out, in, encoder);
+    auto& encoder = prepare(in, out);
     int64_t vocab = in[0].shape(-1), rows = in[0].size() / vocab;
     const float* anchor = in.size() > 2 ? in[2].data<float>() : nullptr;
     encoder.dispatch([x = in[0].data<float>(), t = in[1].data<int32_t>(), anchor,
@@ -73,8 +72,7 @@ class TargetLogprobsGrad : public CpuPrimitive {
   const char* name() const override { return "EdgeclTargetLogprobsGrad"; }
 
   void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    allocate(out, in, encoder);
+    auto& encoder = prepare(in, out);
     int64_t vocab = in[0].shape(-1), rows = in[0].size() / vocab;
     const float* anchor = in.size() > 5 ? in[5].data<float>() : nullptr;
     encoder.dispatch([x = in[0].data<float>(), t = in[1].data<int32_t>(),
@@ -125,8 +123,7 @@ class LogSoftmax : public CpuPrimitive {
   const char* name() const override { return "EdgeclLogSoftmax"; }
 
   void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    allocate(out, in, encoder);
+    auto& encoder = prepare(in, out);
     int64_t vocab = in[0].shape(-1), rows = in[0].size() / vocab;
     encoder.dispatch([x = in[0].data<float>(), y = out[0].data<float>(), vocab, rows]() {
       for_rows(rows, [=](int64_t a, int64_t b) {
