@@ -1,10 +1,10 @@
 """Two A/Bs behind benchmarks/README.md's levers table, alternating in one process:
 
     python benchmarks/adhoc/kernels_ab.py head      # the vocabulary softmax: MLX's ops / the kernel
-    python benchmarks/adhoc/kernels_ab.py buckets   # a micro-batch padded as one / in two buckets
+    python benchmarks/adhoc/kernels_ab.py packing   # a micro-batch's rows padded / packed
 
 `head`: log pi(target) over 49152 logits at 8 x 128 positions, forward and backward, without the
-vocabulary matmul. `buckets`: 2 micro-batches of one group of 8 completions of 40-96 random
+vocabulary matmul. `packing`: 2 micro-batches of one group of 8 completions of 40-96 random
 tokens after a math prompt (the real-EOS shape of `learn`'s default 96 tokens), the update's
 loss and gradient with LoRA rank 8 on every layer. Prints seconds per trial and the load.
 """
@@ -42,12 +42,13 @@ def head() -> dict:
             for name, f in (("mlx ops", mlx_ops), ("kernel", kernel))}  # fmt: skip
 
 
-def buckets() -> dict:
+def packing() -> dict:
     import mlx.core as mx
     import mlx.nn as nn
 
     import edgecl.backends.mlx_loss as mlx_loss
     from edgecl.backends.base import LoraConfig
+    from edgecl.backends.llama_forward import is_plain_llama
     from edgecl.backends.mlx_backend import MLXModel
     from edgecl.core.protocol import build_messages
     from edgecl.models.registry import resolve_model
@@ -66,21 +67,16 @@ def buckets() -> dict:
     w = mx.array(np.linspace(-1, 1, 8).astype(np.float32))
     model.model.train()
     loss_and_grad = nn.value_and_grad(model.model, mlx_loss.pg_loss)
-    two = mlx_loss.length_buckets
-    print("buckets:", [(r.tolist(), n) for r, n in two(np.array(batches[0][2]).max(1) + 1)])
 
-    def run(split):
-        mlx_loss.length_buckets = split
+    def run(packed):  # the padded path is the one other model families take
+        mlx_loss.is_plain_llama = is_plain_llama if packed else lambda model: False
         mx.eval([loss_and_grad(model.model, *b, w, 16.0) for b in batches])
 
-    def one(lengths):
-        return [(np.arange(len(lengths)), int(lengths.max()))]
-
-    return {"one bucket": lambda: run(one), "two buckets": lambda: run(two)}
+    return {"padded": lambda: run(False), "packed": lambda: run(True)}
 
 
 def main() -> None:
-    trials = {"head": head, "buckets": buckets}[sys.argv[1] if len(sys.argv) > 1 else "head"]()
+    trials = {"head": head, "packing": packing}[sys.argv[1] if len(sys.argv) > 1 else "head"]()
     for f in trials.values():
         f()  # first calls allocate
     for _ in range(3):

@@ -25,6 +25,7 @@ from edgecl.backends.adapter_files import (
 )
 from edgecl.backends.base import Completion, LoraConfig
 from edgecl.backends.blas import preload_openblas
+from edgecl.backends.memory import hold_freed_memory
 from edgecl.backends.mlx_attention import decode_attention
 from edgecl.backends.mlx_loss import (
     anchored_pg_loss,
@@ -209,6 +210,7 @@ class MLXModel:
         )
         self.lora = config
         self.set_optimizer(learning_rate)
+        hold_freed_memory()  # training allocates the same sizes over and over
 
     @contextmanager
     def adapter_disabled(self) -> Iterator[None]:

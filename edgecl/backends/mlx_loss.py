@@ -20,7 +20,7 @@ import mlx.core as mx  # noqa: E402
 from mlx_lm.models.cache import create_attention_mask  # noqa: E402
 
 from edgecl.backends.kernels import log_softmax, target_logprobs  # noqa: E402
-from edgecl.backends.llama_forward import body  # noqa: E402
+from edgecl.backends.llama_forward import Packing, body, is_plain_llama  # noqa: E402
 
 
 def pack(prompts, completions):
@@ -94,36 +94,19 @@ def position_logprobs(model, prefix, inputs, positions):
 
 def position_logits(model, prefix, inputs, positions):
     """The logits at the given positions; only those positions go through the vocabulary
-    projection (the prompt's logits are never needed, and they dominate memory)."""
+    projection (the prompt's logits are never needed, and they dominate memory). On llama
+    models the rows run packed, without their padding (llama_forward.Packing)."""
     cache = None
     if prefix.shape[1]:
         cache = [SharedPrefixCache() for _ in model.layers]
         body(model, prefix, cache)  # only its keys and values are used
-    buckets = length_buckets(np.array(positions).max(axis=1) + 1)
-    if len(buckets) == 1:
+    if not is_plain_llama(model):
         hidden = mx.take_along_axis(body(model, inputs, cache), positions[..., None], axis=1)
-    else:
-        parts = []
-        for rows, width in buckets:
-            rows = mx.array(rows)
-            part = body(model, inputs[rows, :width], cache)
-            parts.append(mx.take_along_axis(part, positions[rows][..., None], axis=1))
-        order = np.argsort(np.concatenate([rows for rows, _ in buckets]))
-        hidden = mx.concatenate(parts)[mx.array(order)]
-    return at_least_float32(lm_head(model)(hidden))
-
-
-def length_buckets(lengths: np.ndarray) -> list[tuple[np.ndarray, int]]:
-    """(rows, width) groups of a micro-batch's rows, each to be padded only to its own longest
-    row: the rows split in two by length where that saves a tenth of the positions computed
-    (a GRPO group's completions differ in length; all buckets attend to the one prefix pass)."""
-    order = np.argsort(lengths, kind="stable")
-    n, longest = len(order), int(lengths.max())
-    costs = [k * lengths[order[k - 1]] + (n - k) * longest for k in range(1, n)]
-    if not costs or min(costs) > 0.9 * n * longest:
-        return [(np.arange(n), longest)]
-    cut = int(np.argmin(costs)) + 1
-    return [(order[:cut], int(lengths[order[cut - 1]])), (order[cut:], longest)]
+        return at_least_float32(lm_head(model)(hidden))
+    # A row's last real input is the one predicting its last completion token.
+    packing = Packing(np.array(positions).max(axis=1) + 1, inputs.shape[1])
+    hidden = body(model, packing.pack(inputs), cache, packing)[0]
+    return at_least_float32(lm_head(model)(hidden[mx.array(packing.starts)[:, None] + positions]))
 
 
 def lm_head(model):

@@ -23,10 +23,14 @@ namespace edgecl {
 
 namespace mx = mlx::core;
 
+// a > b ? a : b (NaN a gives b): unlike std::fmax, a compare the compiler vectorises instead
+// of a call into libm.
+inline float max_of(float a, float b) { return a > b ? a : b; }
+
 // exp(x) as 2^n p(r) with x = n ln2 + r, |r| <= ln2 / 2; relative error about 2e-7. Branch
-// free, so that the loops that call it vectorise.
+// free and call free, so that the loops that call it vectorise. NaN stays NaN.
 inline float fast_exp(float x) {
-  x = std::fmin(std::fmax(x, -87.0f), 88.0f);
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
   float n = std::nearbyint(x * 1.44269504088896341f);
   float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
   float p = 1.9875691500e-4f;

@@ -78,7 +78,7 @@ class CausalSoftmax : public CpuPrimitive {
           float* pr = p + r * keys;
           float top = -INFINITY;
 #pragma omp simd reduction(max : top)
-          for (int64_t j = 0; j < seen; j++) top = std::fmax(top, xr[j]);
+          for (int64_t j = 0; j < seen; j++) top = max_of(xr[j], top);
           float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
           for (int64_t j = 0; j < seen; j++) sum += (pr[j] = fast_exp(xr[j] - top));

@@ -15,7 +15,7 @@ float row_logsumexp(const float* x, int64_t n) {
   int nan = 0;
 #pragma omp simd reduction(max : top) reduction(| : nan)
   for (int64_t j = 0; j < n; j++) {
-    top = std::fmax(top, x[j]);
+    top = max_of(x[j], top);
     nan |= std::isnan(x[j]);
   }
   if (nan) return NAN;
