@@ -1,12 +1,16 @@
-"""Two A/Bs behind benchmarks/README.md's levers table, alternating in one process:
+"""Three A/Bs behind benchmarks/README.md's levers table, alternating in one process:
 
     python benchmarks/adhoc/kernels_ab.py head      # the vocabulary softmax: MLX's ops / the kernel
     python benchmarks/adhoc/kernels_ab.py packing   # a micro-batch's rows padded / packed
+    python benchmarks/adhoc/kernels_ab.py decode    # sampling: MLX's softmax and SwiGLU / kernels
 
 `head`: log pi(target) over 49152 logits at 8 x 128 positions, forward and backward, without the
-vocabulary matmul. `packing`: 2 micro-batches of one group of 8 completions of 40-96 random
-tokens after a math prompt (the real-EOS shape of `learn`'s default 96 tokens), the update's
-loss and gradient with LoRA rank 8 on every layer. Prints seconds per trial and the load.
+vocabulary matmul. `decode`: `MLXModel.sample` of 4 prompts x G 8 x 128 tokens, EOS ignored
+(benchmarks/sampling.py's shape), with decode attention's softmax and the MLP's SwiGLU in MLX's
+ops or the kernels; prints tok/s too. `packing`: 2 micro-batches of one group of 8 completions
+of 40-96 random tokens after a math prompt (the real-EOS shape of `learn`'s default 96
+tokens), the update's loss and gradient with LoRA rank 8 on every layer. Prints seconds per
+trial and the load.
 """
 
 from __future__ import annotations
@@ -75,8 +79,34 @@ def packing() -> dict:
     return {"padded": lambda: run(False), "packed": lambda: run(True)}
 
 
+def decode() -> dict:
+    import mlx.core as mx
+
+    import edgecl.backends.mlx_attention as attention
+    import edgecl.backends.mlx_backend as backend
+    from edgecl.models.registry import resolve_model
+
+    entry = resolve_model(None)
+    model = backend.MLXModel.load(entry.mlx_dir, entry.name)
+    model.eos_ids = set()  # every completion runs to 128 tokens
+    chats = [[{"role": "user", "content": f"Count to {n}."}] for n in (3, 5, 7, 9)]
+    prompts = [model.chat_ids(chat) for chat in chats]
+    kernel = (attention.causal_softmax, backend.mlp)
+    mlx_ops = (lambda scores, _: mx.softmax(scores, axis=-1, precise=True), lambda m, x: m(x))
+
+    def run(parts):
+        attention.causal_softmax, backend.mlp = parts
+        start = time.perf_counter()
+        out = model.sample(prompts, 8, 128, temperature=1.0, seed=0)
+        rate = sum(len(c.token_ids) for c in out) / (time.perf_counter() - start)
+        print(f"{rate:.1f} tok/s")
+
+    return {"mlx ops": lambda: run(mlx_ops), "kernels": lambda: run(kernel)}
+
+
 def main() -> None:
-    trials = {"head": head, "packing": packing}[sys.argv[1] if len(sys.argv) > 1 else "head"]()
+    modes = {"head": head, "packing": packing, "decode": decode}
+    trials = modes[sys.argv[1] if len(sys.argv) > 1 else "head"]()
     for f in trials.values():
         f()  # first calls allocate
     for _ in range(3):

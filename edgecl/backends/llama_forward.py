@@ -62,9 +62,13 @@ def body(model, inputs: mx.array, cache=None, packing: Packing | None = None) ->
     h = m.embed_tokens(inputs)
     for layer, c in zip(m.layers, cache or [None] * len(m.layers)):
         h = h + attention(layer.self_attn, layer.input_layernorm(h), c, packing)
-        x = layer.post_attention_layernorm(h)
-        h = h + layer.mlp.down_proj(swiglu(layer.mlp.gate_proj(x), layer.mlp.up_proj(x)))
+        h = h + mlp(layer.mlp, layer.post_attention_layernorm(h))
     return m.norm(h)
+
+
+def mlp(m, x: mx.array) -> mx.array:
+    """llama's MLP, down(silu(gate(x)) * up(x)), with the SwiGLU kernel."""
+    return m.down_proj(swiglu(m.gate_proj(x), m.up_proj(x)))
 
 
 def attention(attn, x: mx.array, cache, packing: Packing | None = None) -> mx.array:

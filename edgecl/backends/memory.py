@@ -1,4 +1,5 @@
-"""Keep memory that MLX frees for its next allocation, in a process that trains (Linux glibc).
+"""Keep memory that MLX frees for its next allocation, in a process that trains (Linux glibc);
+`MLXModel.policy_gradient` calls it, so processes that only answer keep glibc's defaults.
 
 MLX's CPU allocator has no cache of its own: every array is malloc'd and freed. glibc maps each
 large block fresh from the kernel and unmaps it on free, so the kernel clears the same pages
@@ -12,11 +13,13 @@ memory (benchmarks/README.md levers table).
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's <malloc.h>
 
 
+@functools.cache
 def hold_freed_memory() -> bool:
     """Serve large blocks from the heap and never give its free top back to the kernel (the
     process's memory stays at its peak until it exits). False where libc has no mallopt."""

@@ -9,6 +9,8 @@ preload_openblas()  # must precede the first `import mlx.core` in the process
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 
+from edgecl.backends.kernels import causal_softmax  # noqa: E402
+
 
 def decode_attention(attn: nn.Module, x: mx.array, cache, mask: mx.array) -> mx.array:
     """mlx-lm's llama attention for one query per row, as grouped matmuls over the cache: on the
@@ -21,6 +23,5 @@ def decode_attention(attn: nn.Module, x: mx.array, cache, mask: mx.array) -> mx.
     keys, values = cache.update_and_fetch(k, v)
     # Query head h reads key head h // (n_heads / n_kv), as in grouped-query attention.
     scores = (q.reshape(rows, n_kv, n_heads // n_kv, dim) * attn.scale) @ keys.swapaxes(-1, -2)
-    scores = mx.where(mask, scores, -mx.inf)
-    out = mx.softmax(scores, axis=-1, precise=True) @ values
+    out = causal_softmax(mx.where(mask, scores, -mx.inf), 1) @ values  # one query sees all keys
     return attn.o_proj(out.reshape(rows, 1, n_heads * dim))

@@ -25,6 +25,7 @@ from edgecl.backends.adapter_files import (
 )
 from edgecl.backends.base import Completion, LoraConfig
 from edgecl.backends.blas import preload_openblas
+from edgecl.backends.llama_forward import is_plain_llama, mlp
 from edgecl.backends.memory import hold_freed_memory
 from edgecl.backends.mlx_attention import decode_attention
 from edgecl.backends.mlx_loss import (
@@ -63,10 +64,6 @@ class MLXModel:
         self.lora: LoraConfig | None = None
         self.optimizer: optim.Optimizer | None = None
         self.anchor_kl: float | None = None  # the last anchored step's mean per-token KL
-        # Decoding takes `_decode`'s faster path for mlx-lm's llama (no sliding-window layers).
-        self._llama_like = type(model).__module__ == "mlx_lm.models.llama" and not any(
-            layer.use_sliding for layer in model.model.layers
-        )
 
     @classmethod
     def load(cls, model_dir: str | Path, name: str | None = None) -> MLXModel:
@@ -164,14 +161,14 @@ class MLXModel:
 
     def _decode(self, tokens: mx.array, cache: list) -> mx.array:
         """Logits for one new token per row: `model(tokens, cache)[:, -1]`, faster for llama."""
-        if not self._llama_like:
+        if not is_plain_llama(self.model):
             return self.model(tokens, cache=cache)[:, -1, :]
         inner = self.model.model
         h = inner.embed_tokens(tokens)
         mask = cache[0].make_mask(1)  # (rows, 1, 1, keys): a row's left padding is masked out
         for layer, c in zip(inner.layers, cache):
             h = h + decode_attention(layer.self_attn, layer.input_layernorm(h), c, mask)
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
+            h = h + mlp(layer.mlp, layer.post_attention_layernorm(h))
         return lm_head(self.model)(inner.norm(h))[:, -1, :]
 
     def _prefill(self, prompts: Sequence[Sequence[int]]):
@@ -210,7 +207,6 @@ class MLXModel:
         )
         self.lora = config
         self.set_optimizer(learning_rate)
-        hold_freed_memory()  # training allocates the same sizes over and over
 
     @contextmanager
     def adapter_disabled(self) -> Iterator[None]:
@@ -279,6 +275,7 @@ class MLXModel:
         self, prompts, completions, weights, normalizer, micro_batch=8, anchor=None, behaviour=None
     ):
         """(loss, gradient tree) of the policy-gradient loss, without stepping."""
+        hold_freed_memory()  # updates allocate the same sizes over and over
         self.model.train()
         plain = nn.value_and_grad(self.model, pg_loss)
         anchored = nn.value_and_grad(self.model, anchored_pg_loss)

@@ -27,10 +27,11 @@ namespace mx = mlx::core;
 // of a call into libm.
 inline float max_of(float a, float b) { return a > b ? a : b; }
 
-// exp(x) as 2^n p(r) with x = n ln2 + r, |r| <= ln2 / 2; relative error about 2e-7. Branch
-// free and call free, so that the loops that call it vectorise. NaN stays NaN.
-inline float fast_exp(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+// exp(x) as 2^n p(r) with x = n ln2 + r, |r| <= ln2 / 2; relative error about 2e-7; 0 below
+// -87 (a masked score, -inf). Branch free and call free, so that the loops that call it
+// vectorise. NaN stays NaN.
+inline float fast_exp(float in) {
+  float x = in < -87.0f ? -87.0f : (in > 88.0f ? 88.0f : in);
   float n = std::nearbyint(x * 1.44269504088896341f);
   float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
   float p = 1.9875691500e-4f;
@@ -43,7 +44,7 @@ inline float fast_exp(float x) {
   int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
+  return in < -87.0f ? 0.0f : p * scale;
 }
 
 // The cores this process may run on (a rank of `learn --ranks 2` is pinned to one).
