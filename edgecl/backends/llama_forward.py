@@ -1,7 +1,8 @@
 """mlx-lm's llama forward pass for training, with edgecl's CPU kernels for SwiGLU and the
 attention softmax (kernels.py); the same math as `model.model(inputs, cache)`, tested equal in
-values and gradients. Attention runs as grouped matmuls, query head h reading key head
-h // (heads / kv_heads), so the scores are one batched matmul per key head.
+values and gradients (`mlp` also serves the sampler's decode step). Attention runs as grouped
+matmuls, query head h reading key head h // (heads / kv_heads), so the scores are one batched
+matmul per key head.
 
 With a `Packing`, a batch's rows of different lengths run as one packed row of their real
 tokens: every matmul, norm and kernel skips the padding, and only attention's scores see the

@@ -3,7 +3,7 @@
 
 MLX's CPU allocator has no cache of its own: every array is malloc'd and freed. glibc maps each
 large block fresh from the kernel and unmaps it on free, so the kernel clears the same pages
-again for every array of every micro-batch (`clear_page` was 3% of an update under `perf`).
+again for every array of every micro-batch (`clear_page` took 3-11% of an update under `perf`).
 An update allocates the same sizes over and over, so keeping freed memory in the heap costs no
 more than its peak: the update of one micro-batch of 8 x 128 tokens on one core took medians
 of 12.4 / 12.9 / 12.8 s as glibc does it and 11.8 / 12.0 / 11.1 s this way, for 1% more peak
