@@ -105,3 +105,21 @@ def test_swiglu_and_causal_softmax_kernels_equal_mlx_ops(cpu_device):
     probs = np.array(kernels.causal_softmax(scores, queries))
     assert (probs[..., 0, keys - queries + 1 :] == 0).all()  # the first query sees the prefix + 1
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-6)
+
+
+def test_one_query_with_masked_keys_as_the_sampler_decodes(cpu_device):
+    """decode_attention: one query per row, a row's left padding masked as -inf. The kernel
+    and MLX's fallback (float64) give the softmax, with exactly 0 on the masked keys."""
+    import mlx.core as mx
+
+    rng = np.random.default_rng(4)
+    scores = rng.normal(0, 3, (3, 2, 4, 9))
+    scores[0, ..., :5] = -np.inf  # row 0: 5 keys of padding
+    want = np.exp(scores - scores.max(-1, keepdims=True))
+    want /= want.sum(-1, keepdims=True)
+    for dtype in (mx.float32, mx.float64):  # float64 takes MLX's ops
+        x = mx.array(scores).astype(dtype)
+        probs = np.array(kernels.causal_softmax(x, 1))
+        assert kernels.apply_to(x) == (dtype == mx.float32)
+        assert (probs[0, ..., :5] == 0).all()
+        np.testing.assert_allclose(probs, want, rtol=1e-5, atol=1e-7)

@@ -77,6 +77,8 @@ def causal_softmax(scores: mx.array, queries: int) -> mx.array:
     j <= i + keys - queries (causal after a cached prefix)."""
     if apply_to(scores):
         return KERNELS.causal_softmax(scores, queries)
-    keys = scores.shape[-1]
-    seen = mx.arange(keys)[None] <= mx.arange(queries)[:, None] + keys - queries
-    return mx.softmax(mx.where(seen, scores, -mx.inf), axis=-1, precise=True)
+    if queries > 1:  # a single query sees every key: no mask (the sampler's decode step)
+        keys = scores.shape[-1]
+        seen = mx.arange(keys)[None] <= mx.arange(queries)[:, None] + keys - queries
+        scores = mx.where(seen, scores, -mx.inf)
+    return mx.softmax(scores, axis=-1, precise=True)
